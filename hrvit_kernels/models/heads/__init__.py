@@ -1,0 +1,3 @@
+from hrvit_kernels.models.heads.segformer import SegFormerHead
+
+__all__ = ["SegFormerHead"]

@@ -1,0 +1,48 @@
+"""The SegFormer all-MLP decode head as used with HRViT (mmseg parameter names)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Conv(nn.Module):
+    """Holds a 1x1 convolution under the name ``conv`` (mmseg's ConvModule naming)."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class _ConvBNReLU(nn.Module):
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class SegFormerHead(nn.Module):
+    """Per level a 1x1 conv to ``channels``; bilinear resize to the first level; concat; 1x1 conv +
+    BN + ReLU; Dropout2d; 1x1 conv to classes. Returns logits at the first level's (stride-4) size."""
+
+    def __init__(self, in_channels, channels: int = 256, num_classes: int = 150, dropout_ratio: float = 0.1):
+        super().__init__()
+        self.in_channels, self.channels, self.num_classes = list(in_channels), channels, num_classes
+        self.convs = nn.ModuleList(_Conv(c, channels) for c in self.in_channels)
+        self.fusion_conv = _ConvBNReLU(channels * len(self.in_channels), channels)
+        self.dropout = nn.Dropout2d(dropout_ratio)
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        if len(maps) != len(self.convs):
+            raise ValueError(f"SegFormerHead: expected {len(self.convs)} feature maps, got {len(maps)}")
+        size = maps[0].shape[-2:]
+        outs = [F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
+                for conv, x in zip(self.convs, maps)]
+        return self.conv_seg(self.dropout(self.fusion_conv(torch.cat(outs, dim=1))))

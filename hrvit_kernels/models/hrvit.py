@@ -1,0 +1,230 @@
+"""HRViT (Gu et al., CVPR 2022): multi-branch, multi-resolution ViT with cross-shaped window attention.
+
+Module and parameter names follow the authors' release, so its checkpoints load with strict=True.
+Beyond the release, any input H, W >= 32 works: the input is padded on the bottom/right to a multiple
+of 32 and every output map is cropped back to ceil(H / stride) x ceil(W / stride).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from hrvit_kernels.models.registry import register_model
+from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
+
+STEM_WIDTH = 64
+MAX_STRIDE = 32
+BRANCHES_PER_STAGE = (1, 2, 3, 3, 4, 4)
+
+
+@dataclass(frozen=True)
+class HRViTConfig:
+    widths: tuple[int, ...]                     # channels of the stride-4, 8, 16, 32 branches
+    blocks: tuple[tuple[int, ...], ...]         # blocks per branch, for each of the six stages
+    head_dim: int
+    mlp_ratios: tuple[int, ...]                 # MixCFN expansion per branch
+    drop_path_rate: float                       # the ADE20K setting
+    stripe_widths: tuple[int, ...] = (1, 2, 7, 7)
+
+
+VARIANTS = {
+    "b1": HRViTConfig((32, 64, 128, 256), ((1,), (1, 1), (1, 1, 6), (1, 1, 6), (1, 1, 6, 2), (1, 1, 2, 2)),
+                      head_dim=32, mlp_ratios=(4, 4, 4, 4), drop_path_rate=0.1),
+    "b2": HRViTConfig((48, 96, 240, 384), ((1,), (1, 1), (1, 1, 6), (1, 1, 6), (1, 1, 6, 2), (1, 1, 6, 2)),
+                      head_dim=24, mlp_ratios=(2, 3, 3, 3), drop_path_rate=0.2),
+    "b3": HRViTConfig((64, 128, 256, 512), ((1,), (1, 1), (1, 1, 6), (1, 1, 6), (1, 1, 6, 3), (1, 1, 6, 3)),
+                      head_dim=32, mlp_ratios=(2, 2, 2, 2), drop_path_rate=0.3),
+}
+
+
+class ConvStem(nn.Module):
+    """Two 3x3 stride-2 conv + BN + ReLU: 3 -> 32 -> 64 channels at 1/4 resolution."""
+
+    def __init__(self, in_channels: int = 3, width: int = STEM_WIDTH):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width // 2, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(width // 2)
+        self.conv2 = nn.Conv2d(width // 2, width, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class PatchEmbed(nn.Module):
+    """1x1 conv, depthwise 3x3 conv, flatten to row-major tokens, LayerNorm."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(in_channels, channels, 1),
+                                  nn.Conv2d(channels, channels, 3, padding=1, groups=channels))
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
+
+
+class HRViTBlock(nn.Module):
+    """x + DropPath(Attention(LN x) + DES(x)), then x + DropPath(MixCFN(LN x))."""
+
+    def __init__(self, dim: int, head_dim: int, stripe_width: int, mlp_ratio: int, drop_path: float):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = HRViTAttention(dim, head_dim, stripe_width)
+        self.des = DES(dim)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = MixCFN(dim, dim * mlp_ratio)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.attn_norm(x), H, W) + self.des(x))
+        return x + self.drop_path(self.ffn(self.ffn_norm(x), H, W))
+
+
+class HRViTStage(nn.Module):
+    """Per branch: patch embedding, its blocks on tokens, a final LayerNorm; maps in, maps out."""
+
+    def __init__(self, in_widths, widths, blocks, head_dim, stripe_widths, mlp_ratios, drop_paths,
+                 with_cp: bool = False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.patch_embed = nn.ModuleList(PatchEmbed(i, o) for i, o in zip(in_widths, widths))
+        self.branches = nn.ModuleList(
+            nn.ModuleList(HRViTBlock(widths[b], head_dim, stripe_widths[b], mlp_ratios[b], drop_paths[j])
+                          for j in range(blocks[b]))
+            for b in range(len(widths)))
+        self.norm = nn.ModuleList(nn.LayerNorm(w) for w in widths)
+
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs = []
+        for x, embed, blocks, norm in zip(maps, self.patch_embed, self.branches, self.norm):
+            B, _, H, W = x.shape
+            tokens = embed(x)
+            for blk in blocks:
+                if self.with_cp and tokens.requires_grad:
+                    tokens = checkpoint(blk, tokens, H, W, use_reentrant=False)
+                else:
+                    tokens = blk(tokens, H, W)
+            outs.append(norm(tokens).transpose(1, 2).reshape(B, -1, H, W))
+        return outs
+
+
+def _fusion_path(in_width: int, out_width: int, i: int, j: int) -> nn.Module:
+    """The path from input branch j to output branch i of a fusion block."""
+    if j == i:
+        return nn.Identity()
+    if j < i:  # down: strided depthwise conv, BN, 1x1 conv, BN
+        s = 2 ** (i - j)
+        return nn.Sequential(
+            nn.Conv2d(in_width, in_width, s + 1, stride=s, padding=s // 2, groups=in_width, bias=False),
+            nn.BatchNorm2d(in_width), nn.Conv2d(in_width, out_width, 1), nn.BatchNorm2d(out_width))
+    s = 2 ** (j - i)  # up: 1x1 conv, BN, nearest upsampling
+    return nn.Sequential(nn.Conv2d(in_width, out_width, 1), nn.BatchNorm2d(out_width),
+                         nn.Upsample(scale_factor=s, mode="nearest"))
+
+
+class HRViTFusion(nn.Module):
+    """HRNet-style exchange: output i = GELU(sum over inputs j of path_ij(input j))."""
+
+    def __init__(self, in_widths, out_widths):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(_fusion_path(in_widths[j], out_widths[i], i, j) for j in range(len(in_widths)))
+            for i in range(len(out_widths)))
+
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs = []
+        for paths in self.blocks:
+            total = paths[0](maps[0])
+            for path, x in zip(paths[1:], maps[1:]):
+                total = total + path(x)
+            outs.append(F.gelu(total))
+        return outs
+
+
+class HRViT(nn.Module):
+    """HRViT backbone: forward(x) returns four NCHW maps at strides 4, 8, 16, 32."""
+
+    def __init__(self, config: HRViTConfig, in_channels: int = 3, drop_path_rate: float | None = None,
+                 stripe_widths=None, with_cp: bool = False):
+        super().__init__()
+        stripe_widths = tuple(stripe_widths or config.stripe_widths)
+        if len(stripe_widths) != 4 or any(not isinstance(s, int) or s < 1 for s in stripe_widths):
+            raise ValueError(f"HRViT: 'stripe_widths' must be four ints >= 1, got {stripe_widths!r}")
+        rate = config.drop_path_rate if drop_path_rate is None else float(drop_path_rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"HRViT: 'drop_path_rate' must be in [0, 1), got {rate}")
+        self.config, self.stripe_widths = config, stripe_widths
+        self.out_channels = list(config.widths)
+
+        depth_per_stage = [max(b) for b in config.blocks]
+        rates = torch.linspace(0, rate, sum(depth_per_stage)).tolist()
+        self.stem = ConvStem(in_channels)
+        features: list[nn.Module] = []
+        widths, offset = [STEM_WIDTH], 0
+        for stage, (n_branches, blocks) in enumerate(zip(BRANCHES_PER_STAGE, config.blocks)):
+            fused = widths + list(config.widths[len(widths):n_branches])
+            features.append(HRViTFusion(widths, fused))
+            stage_widths = list(config.widths[:n_branches])
+            features.append(HRViTStage(fused, stage_widths, blocks, config.head_dim, stripe_widths,
+                                       config.mlp_ratios, rates[offset:offset + depth_per_stage[stage]],
+                                       with_cp))
+            widths, offset = stage_widths, offset + depth_per_stage[stage]
+        self.features = nn.ModuleList(features)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Linear: truncated normal std 0.02, bias 0; norms 1/0; convs PyTorch default; attn_bn 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, HRViTAttention):
+                m.reset_attn_bn()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.stem.conv1.in_channels:
+            raise ValueError(f"HRViT: input must be (B, {self.stem.conv1.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        H, W = x.shape[-2:]
+        if H < MAX_STRIDE or W < MAX_STRIDE:
+            raise ValueError(f"HRViT: input H and W must be >= {MAX_STRIDE}, got {H} x {W}")
+        pad_h, pad_w = -H % MAX_STRIDE, -W % MAX_STRIDE
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        maps = [self.stem(x)]
+        for layer in self.features:
+            maps = layer(maps)
+        if pad_h or pad_w:
+            maps = [m[..., :math.ceil(H / 4 / 2 ** i), :math.ceil(W / 4 / 2 ** i)] for i, m in enumerate(maps)]
+        return maps
+
+    forward_features = forward
+
+
+def _hrvit(variant: str, **overrides) -> HRViT:
+    return HRViT(VARIANTS[variant], **overrides)
+
+
+@register_model
+def hrvit_b1(**overrides) -> HRViT:
+    return _hrvit("b1", **overrides)
+
+
+@register_model
+def hrvit_b2(**overrides) -> HRViT:
+    return _hrvit("b2", **overrides)
+
+
+@register_model
+def hrvit_b3(**overrides) -> HRViT:
+    return _hrvit("b3", **overrides)

@@ -1,0 +1,32 @@
+"""HRViT backbones with the SegFormer head, as trained in the release (ADE20K defaults)."""
+from __future__ import annotations
+
+from hrvit_kernels.models.heads import SegFormerHead
+from hrvit_kernels.models.hrvit import VARIANTS, HRViT
+from hrvit_kernels.models.registry import register_model
+from hrvit_kernels.models.segmentor import EncoderDecoder
+
+HEAD_CHANNELS = {"b1": 256, "b2": 256, "b3": 768}
+
+
+def _hrvit_segformer(variant: str, num_classes: int = 150, head_channels: int | None = None,
+                     **backbone_overrides) -> EncoderDecoder:
+    backbone = HRViT(VARIANTS[variant], **backbone_overrides)
+    # The release's b2 config declares 192 channels for level 2; the backbone really has 240.
+    head = SegFormerHead(backbone.out_channels, head_channels or HEAD_CHANNELS[variant], num_classes)
+    return EncoderDecoder(backbone, head)
+
+
+@register_model
+def hrvit_b1_segformer(**overrides) -> EncoderDecoder:
+    return _hrvit_segformer("b1", **overrides)
+
+
+@register_model
+def hrvit_b2_segformer(**overrides) -> EncoderDecoder:
+    return _hrvit_segformer("b2", **overrides)
+
+
+@register_model
+def hrvit_b3_segformer(**overrides) -> EncoderDecoder:
+    return _hrvit_segformer("b3", **overrides)

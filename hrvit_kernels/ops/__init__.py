@@ -1,0 +1,7 @@
+"""The package's ops. Each takes ``backend=`` ("auto", "reference", "triton", "cpp")."""
+from hrvit_kernels.ops._dispatch import BACKENDS, use_backend
+from hrvit_kernels.ops.attention_to_mask import attention_to_mask
+from hrvit_kernels.ops.cswin_attention import cswin_attention
+from hrvit_kernels.ops.mixcfn import mix_conv_gelu
+
+__all__ = ["BACKENDS", "attention_to_mask", "cswin_attention", "mix_conv_gelu", "use_backend"]

@@ -1,0 +1,70 @@
+"""Input validation shared by the ops: every message names the argument, what it received and what
+is accepted, and runs before any kernel touches memory."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_tensor(op: str, name: str, t, ndim: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"{op}: argument '{name}' must have {ndim} dimensions, got {_describe(t)}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: argument '{name}' has unsupported dtype {t.dtype}; accepted: "
+                        + ", ".join(str(d) for d in FLOAT_DTYPES))
+    return t
+
+
+def check_same(op: str, named: Sequence[tuple[str, torch.Tensor]]) -> None:
+    """All tensors share the first one's device and dtype."""
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise ValueError(f"{op}: argument '{name}' is on {t.device} but '{first_name}' is on "
+                             f"{first.device}; all tensors must be on one device")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{op}: argument '{name}' has dtype {t.dtype} but '{first_name}' has "
+                            f"{first.dtype}; all tensors must share one dtype")
+
+
+def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], meaning: str = "") -> None:
+    if tuple(t.shape) != tuple(expected):
+        extra = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{op}: argument '{name}' must have shape {tuple(expected)}{extra}, "
+                         f"got {tuple(t.shape)}")
+
+
+def check_hw(op: str, hw, num_tokens: int, arg: str = "x") -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in hw)
+        if (h, w) != tuple(hw):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: argument 'hw' must be a pair of ints (H, W), got {hw!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{op}: argument 'hw' must be positive, got {(h, w)}")
+    if h * w != num_tokens:
+        raise ValueError(f"{op}: argument 'hw' = {(h, w)} gives H*W = {h * w} tokens, but '{arg}' "
+                         f"has N = {num_tokens}; N must equal H*W (row-major tokens)")
+    return h, w
+
+
+def check_positive_int(op: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{op}: argument '{name}' must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_scale(op: str, scale) -> None:
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not scale == scale or scale <= 0 or scale == float("inf")):
+        raise ValueError(f"{op}: argument 'scale' must be None or a finite float > 0, got {scale!r}")

@@ -1,0 +1,90 @@
+"""Backend choice for every op: "auto" | "reference" | "triton" | "cpp".
+
+Precedence: an explicit ``backend=`` argument other than "auto", then the innermost
+:func:`use_backend` context, then the environment variable ``HRVIT_KERNELS_BACKEND``, then "auto".
+"auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Callable, Iterator, Mapping
+
+import torch
+
+BACKENDS = ("auto", "reference", "triton", "cpp")
+ENV_VAR = "HRVIT_KERNELS_BACKEND"
+# Order in which "auto" tries the backends an op offers.
+_AUTO_ORDER = ("triton", "cpp", "reference")
+
+_state = threading.local()
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{source}: unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Process-wide (per thread) default backend inside a ``with`` block."""
+    _check_name(name, "use_backend")
+    stack = getattr(_state, "stack", [])
+    _state.stack = stack + [name]
+    try:
+        yield
+    finally:
+        _state.stack = stack
+
+
+def default_backend() -> str:
+    stack = getattr(_state, "stack", None)
+    if stack:
+        return stack[-1]
+    return _check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
+
+
+# An availability check returns None when the backend can run the call, else the reason it cannot.
+Availability = Callable[[tuple[torch.Tensor, ...]], "str | None"]
+
+
+def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
+                   available: Mapping[str, Availability]) -> str:
+    """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check."""
+    _check_name(backend, f"{op}: argument 'backend'")
+    requested = backend if backend != "auto" else default_backend()
+    if requested != "auto":
+        check = available.get(requested)
+        if check is None:
+            offered = ", ".join(["auto", *available])
+            raise NotImplementedError(f"{op}: backend {requested!r} is not implemented for this op; "
+                                      f"available: {offered}")
+        reason = check(tensors)
+        if reason is not None:
+            raise RuntimeError(f"{op}: backend {requested!r} cannot run this call: {reason}")
+        return requested
+    for name in _AUTO_ORDER:
+        check = available.get(name)
+        if check is not None and check(tensors) is None:
+            return name
+    raise RuntimeError(f"{op}: no backend can run this call")  # reference always can
+
+
+def on_cuda(tensors: tuple[torch.Tensor, ...]) -> str | None:
+    return None if tensors[0].is_cuda else f"tensors are on {tensors[0].device}, this backend needs CUDA"
+
+
+def on_cpu_with_ext(tensors: tuple[torch.Tensor, ...]) -> str | None:
+    from hrvit_kernels._ext import HAS_EXT, REBUILD_HINT
+
+    if not HAS_EXT:
+        return REBUILD_HINT
+    if tensors[0].device.type != "cpu":
+        return f"tensors are on {tensors[0].device}, this backend needs CPU tensors"
+    return None
+
+
+def always(tensors: tuple[torch.Tensor, ...]) -> str | None:
+    return None

@@ -1,0 +1,60 @@
+"""Public entry point of the stripe attention: validate, then dispatch."""
+from __future__ import annotations
+
+import torch
+
+from hrvit_kernels.ops import _checks, _dispatch
+from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
+
+OP = "cswin_attention"
+
+
+def stripe_heads(channels: int, head_dim: int) -> tuple[int, int]:
+    """(heads, used head dim) of each half of ``channels``.
+
+    Each half has (C/2) // head_dim heads; when C/2 < head_dim it falls back to one head of C/2
+    channels (HRViT-b1's first branch: C/2 = 16 < 32).
+    """
+    half = channels // 2
+    if half < head_dim:
+        return 1, half
+    return half // head_dim, head_dim
+
+
+def _validate(q, k, v, hw, stripe_width, head_dim, scale):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _checks.check_tensor(OP, name, t, 3)
+    _checks.check_same(OP, [("q", q), ("k", k), ("v", v)])
+    for name, t in (("k", k), ("v", v)):
+        _checks.check_shape(OP, name, t, q.shape, "the shape of 'q', (B, N, C)")
+    B, N, C = q.shape
+    if C < 2 or C % 2:
+        raise ValueError(f"{OP}: the channel count C of 'q' must be even (two halves), got C = {C}")
+    H, W = _checks.check_hw(OP, hw, N, "q")
+    _checks.check_positive_int(OP, "stripe_width", stripe_width)
+    _checks.check_positive_int(OP, "head_dim", head_dim)
+    heads, used = stripe_heads(C, head_dim)
+    if heads * used != C // 2:
+        raise ValueError(f"{OP}: each half has C/2 = {C // 2} channels, which is not a multiple of "
+                         f"head_dim = {head_dim}; accepted: C/2 divisible by head_dim, or C/2 < head_dim")
+    _checks.check_scale(OP, scale)
+    return (H, W), heads, used
+
+
+AVAILABLE = {"reference": _dispatch.always}
+
+
+def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, stripe_width: int,
+                    head_dim: int, scale: float | None = None, backend: str = "auto") -> torch.Tensor:
+    """Cross-shaped window attention on row-major tokens.
+
+    q, k, v: (B, N, C) with N = H*W. Channels [0, C/2) attend within horizontal stripes of
+    ``stripe_width`` rows, channels [C/2, C) within vertical stripes of ``stripe_width`` columns; the
+    last stripe is shorter when the side is not a multiple of the stripe width. Each half has
+    (C/2) // head_dim heads (one head of C/2 channels when C/2 < head_dim); ``scale`` defaults to the
+    used head dim ** -0.5. ``k`` may be the same tensor as ``v``. Returns (B, N, C).
+    """
+    hw, heads, used = _validate(q, k, v, hw, stripe_width, head_dim, scale)
+    scale = used ** -0.5 if scale is None else float(scale)
+    backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
+    return cswin_attention_reference(q, k, v, hw, stripe_width, heads, scale)

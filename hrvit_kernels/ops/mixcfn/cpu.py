@@ -1,0 +1,58 @@
+"""Calls into the C++ MixCFN kernels (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+from __future__ import annotations
+
+import torch
+
+from hrvit_kernels import _ext
+from hrvit_kernels.ops import _dispatch
+
+CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def available(tensors) -> str | None:
+    reason = _dispatch.on_cpu_with_ext(tensors)
+    if reason is None and tensors[0].dtype not in CPP_DTYPES:
+        reason = f"dtype {tensors[0].dtype} is not supported (accepted: float32, float16, bfloat16)"
+    return reason
+
+
+def _fp32_rows(t: torch.Tensor) -> torch.Tensor:
+    """fp32 with unit channel stride (the kernels read tokens through batch and token strides)."""
+    t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _taps_major(weight: torch.Tensor) -> torch.Tensor:
+    """(c, 1, k, k) -> (k*k, c) contiguous fp32, so the kernel's inner loop runs over channels."""
+    return weight.reshape(weight.shape[0], -1).t().float().contiguous()
+
+
+def forward(x, H: int, W: int, weight3, bias3, weight5, bias5) -> torch.Tensor:
+    B, _, R = x.shape
+    xf = _fp32_rows(x)
+    w3t, w5t = _taps_major(weight3), _taps_major(weight5)
+    b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
+    out = torch.empty((B, H * W, R), dtype=torch.float32)
+    _ext.ext().mix_conv_gelu_forward(
+        B, H, W, R, weight3.shape[0], xf.data_ptr(), xf.stride(0), xf.stride(1), w3t.data_ptr(),
+        b3.data_ptr(), w5t.data_ptr(), b5.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    return out.to(x.dtype)
+
+
+def backward(grad_out, x, H: int, W: int, weight3, bias3, weight5, bias5):
+    B, _, R = x.shape
+    split = weight3.shape[0]
+    xf, gf = _fp32_rows(x), _fp32_rows(grad_out)
+    w3t, w5t = _taps_major(weight3), _taps_major(weight5)
+    b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
+    grad_x = torch.empty((B, H * W, R), dtype=torch.float32)
+    grad_w3t, grad_w5t = torch.empty_like(w3t), torch.empty_like(w5t)
+    grad_b3, grad_b5 = torch.empty_like(b3), torch.empty_like(b5)
+    _ext.ext().mix_conv_gelu_backward(
+        B, H, W, R, split, xf.data_ptr(), xf.stride(0), xf.stride(1), gf.data_ptr(), gf.stride(0),
+        gf.stride(1), w3t.data_ptr(), b3.data_ptr(), w5t.data_ptr(), b5.data_ptr(),
+        grad_x.data_ptr(), grad_w3t.data_ptr(), grad_b3.data_ptr(), grad_w5t.data_ptr(),
+        grad_b5.data_ptr(), torch.get_num_threads())
+    return (grad_x.to(x.dtype), grad_w3t.t().reshape(weight3.shape).to(weight3.dtype),
+            grad_b3.to(bias3.dtype), grad_w5t.t().reshape(weight5.shape).to(weight5.dtype),
+            grad_b5.to(bias5.dtype))
