@@ -14,6 +14,9 @@ class EncoderDecoder(nn.Module):
         self.backbone = backbone
         self.decode_head = decode_head
 
+    def encode_decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at the decode head's resolution (stride 4 for the SegFormer head)."""
+        return self.decode_head(self.backbone(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.decode_head(self.backbone(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.encode_decode(x), size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels import _ext
-from hrvit_kernels.ops import _dispatch
+from hrvit_kernels.ops import _alloc, _dispatch
 
 CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -32,7 +32,7 @@ def forward(x, H: int, W: int, weight3, bias3, weight5, bias5) -> torch.Tensor:
     xf = _fp32_rows(x)
     w3t, w5t = _taps_major(weight3), _taps_major(weight5)
     b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
-    out = torch.empty((B, H * W, R), dtype=torch.float32)
+    out = _alloc.empty((B, H * W, R))
     _ext.ext().mix_conv_gelu_forward(
         B, H, W, R, weight3.shape[0], xf.data_ptr(), xf.stride(0), xf.stride(1), w3t.data_ptr(),
         b3.data_ptr(), w5t.data_ptr(), b5.data_ptr(), out.data_ptr(), torch.get_num_threads())
@@ -45,14 +45,14 @@ def backward(grad_out, x, H: int, W: int, weight3, bias3, weight5, bias5):
     xf, gf = _fp32_rows(x), _fp32_rows(grad_out)
     w3t, w5t = _taps_major(weight3), _taps_major(weight5)
     b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
-    grad_x = torch.empty((B, H * W, R), dtype=torch.float32)
-    grad_w3t, grad_w5t = torch.empty_like(w3t), torch.empty_like(w5t)
-    grad_b3, grad_b5 = torch.empty_like(b3), torch.empty_like(b5)
+    grad_x = _alloc.empty((B, H * W, R))
+    grad_w3t, grad_w5t = _alloc.empty(w3t.shape), _alloc.empty(w5t.shape)
+    grad_b3, grad_b5 = _alloc.empty(b3.shape), _alloc.empty(b5.shape)
     _ext.ext().mix_conv_gelu_backward(
         B, H, W, R, split, xf.data_ptr(), xf.stride(0), xf.stride(1), gf.data_ptr(), gf.stride(0),
         gf.stride(1), w3t.data_ptr(), b3.data_ptr(), w5t.data_ptr(), b5.data_ptr(),
         grad_x.data_ptr(), grad_w3t.data_ptr(), grad_b3.data_ptr(), grad_w5t.data_ptr(),
         grad_b5.data_ptr(), torch.get_num_threads())
-    return (grad_x.to(x.dtype), grad_w3t.t().reshape(weight3.shape).to(weight3.dtype),
-            grad_b3.to(bias3.dtype), grad_w5t.t().reshape(weight5.shape).to(weight5.dtype),
+    return (grad_x.to(x.dtype), grad_w3t.t().contiguous().view(weight3.shape).to(weight3.dtype),
+            grad_b3.to(bias3.dtype), grad_w5t.t().contiguous().view(weight5.shape).to(weight5.dtype),
             grad_b5.to(bias5.dtype))

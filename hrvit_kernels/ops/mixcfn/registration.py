@@ -6,6 +6,7 @@ import torch
 import torch.utils.flop_counter
 from torch import Tensor
 
+from hrvit_kernels.flops import CUSTOM_OP_MACS
 from hrvit_kernels.ops.mixcfn import cpu
 
 
@@ -64,3 +65,7 @@ def _flops(x_shape, H, W, weight3_shape, *args, **kwargs) -> int:
 def _flops_bwd(grad_shape, x_shape, H, W, weight3_shape, *args, **kwargs) -> int:
     # Recomputed forward conv, input gradient and weight gradient: three convolutions' worth.
     return 3 * 2 * mix_conv_macs(x_shape, weight3_shape[0])
+
+
+CUSTOM_OP_MACS[torch.ops.hrvit.mix_conv_gelu_cpp.default] = (
+    lambda args, out: mix_conv_macs(args[0].shape, args[3].shape[0]))

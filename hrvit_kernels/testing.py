@@ -1,0 +1,54 @@
+"""Tolerance rules, input factories and shared assertions for tests and benchmarks."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+# Fixed tolerances for fp32 kernels against the fp32 reference (atol, rtol).
+FP32_TOL = (2e-5, 2e-5)
+# Floor added to the low-precision rule below, per dtype.
+LOW_PRECISION_FLOOR = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 1e-5}
+
+
+def randn(*shape, dtype=torch.float32, device="cpu", requires_grad=False, scale=1.0,
+          generator=None) -> torch.Tensor:
+    """Random normal test input (never zeros)."""
+    t = torch.randn(*shape, dtype=torch.float32, device=device, generator=generator) * scale
+    return t.to(dtype).requires_grad_(requires_grad)
+
+
+def non_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """The same values as ``t`` as the second half of a buffer twice as wide in the last dim (as
+    ``chunk`` of a projection gives), keeping ``requires_grad``. The first half is NaN, so a kernel
+    that reads outside the view poisons its result."""
+    c = t.shape[-1]
+    wide = torch.full((*t.shape[:-1], 2 * c), float("nan"), dtype=t.dtype, device=t.device)
+    wide[..., c:] = t.detach()
+    return wide[..., c:].requires_grad_(t.requires_grad)
+
+
+def forward_backward(fn: Callable, inputs: Sequence[torch.Tensor], grad_outputs=None, seed: int = 0):
+    """Runs fn(*inputs); backpropagates explicit random upstream gradients (not .sum(), which would hide
+    stride bugs). Returns (outputs tuple, grads of the inputs that require grad, grad_outputs)."""
+    outs = fn(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    if grad_outputs is None:
+        g = torch.Generator().manual_seed(seed)
+        grad_outputs = tuple(torch.randn(o.shape, generator=g).to(o.dtype).to(o.device) for o in outs)
+    diff = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    grads = torch.autograd.grad(outs, diff, grad_outputs, allow_unused=False) if diff else ()
+    return outs, grads, grad_outputs
+
+
+def assert_close_fp32(actual, expected, what: str = "") -> None:
+    atol, rtol = FP32_TOL
+    torch.testing.assert_close(actual.float(), expected.float(), atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}")
+
+
+def assert_low_precision_close(actual, reference_same_dtype, reference_fp64, what: str = "") -> None:
+    """flash-attention's rule: |kernel - fp64| <= 2 * |reference in the same dtype - fp64| + floor."""
+    floor = LOW_PRECISION_FLOOR[actual.dtype]
+    err = (actual.double() - reference_fp64.double()).abs().max().item()
+    ref_err = (reference_same_dtype.double() - reference_fp64.double()).abs().max().item()
+    assert err <= 2 * ref_err + floor, f"{what}: error {err:.3g} > 2 x reference error {ref_err:.3g} + {floor}"

@@ -1,0 +1,106 @@
+"""Every public op rejects bad input before any kernel runs, with a message that names the argument,
+the received value and what is accepted; a rejected call leaves its inputs untouched."""
+import pytest
+import torch
+
+import hrvit_kernels as hk
+from hrvit_kernels.testing import randn
+
+
+def _cswin_args(**change):
+    args = dict(q=randn(1, 12, 32), k=randn(1, 12, 32), v=randn(1, 12, 32), hw=(3, 4), stripe_width=2,
+                head_dim=16)
+    args.update(change)
+    return args
+
+
+CSWIN_BAD = [
+    (dict(q=randn(12, 32)), ValueError, r"'q' must have 3 dimensions, got shape \(12, 32\)"),
+    (dict(q=torch.ones(1, 12, 32, dtype=torch.int64)), TypeError, r"'q' has unsupported dtype torch.int64; accepted"),
+    (dict(k=randn(1, 12, 16)), ValueError, r"'k' must have shape \(1, 12, 32\).*got \(1, 12, 16\)"),
+    (dict(v=randn(1, 12, 32, dtype=torch.float64)), TypeError, r"'v' has dtype torch.float64 but 'q' has torch.float32"),
+    (dict(hw=(4, 4)), ValueError, r"'hw' = \(4, 4\) gives H\*W = 16 tokens, but 'q' has N = 12"),
+    (dict(hw=(3,)), TypeError, r"'hw' must be a pair of ints"),
+    (dict(hw=(3.5, 4)), TypeError, r"'hw' must be a pair of ints \(H, W\), got \(3.5, 4\)"),
+    (dict(stripe_width=0), ValueError, r"'stripe_width' must be an int >= 1, got 0"),
+    (dict(head_dim=-3), ValueError, r"'head_dim' must be an int >= 1, got -3"),
+    (dict(head_dim=12), ValueError, r"C/2 = 16 channels, which is not a multiple of head_dim = 12"),
+    (dict(q=randn(1, 12, 31), k=randn(1, 12, 31), v=randn(1, 12, 31)), ValueError, r"must be even.*C = 31"),
+    (dict(scale=-1.0), ValueError, r"'scale' must be None or a finite float > 0, got -1.0"),
+    (dict(scale=float("nan")), ValueError, r"'scale' must be None or a finite float > 0, got nan"),
+    (dict(q=[1, 2]), TypeError, r"'q' must be a torch.Tensor, got list"),
+]
+
+
+@pytest.mark.parametrize("change,exc,pattern", CSWIN_BAD)
+def test_cswin_attention_bad_input(change, exc, pattern):
+    args = _cswin_args(**change)
+    before = {k: v.clone() for k, v in args.items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(exc, match="cswin_attention: .*" + pattern):
+        hk.cswin_attention(**args)
+    for name, t in before.items():
+        torch.testing.assert_close(args[name], t, equal_nan=True)
+
+
+def _mix_args(**change):
+    args = dict(x=randn(2, 12, 10), hw=(3, 4), weight3=randn(5, 1, 3, 3), bias3=randn(5),
+                weight5=randn(5, 1, 5, 5), bias5=randn(5))
+    args.update(change)
+    return args
+
+
+MIX_BAD = [
+    (dict(x=randn(2, 12)), ValueError, r"'x' must have 3 dimensions"),
+    (dict(hw=(2, 4)), ValueError, r"'hw' = \(2, 4\) gives H\*W = 8 tokens, but 'x' has N = 12"),
+    (dict(weight3=randn(5, 1, 5, 5)), ValueError, r"'weight3' must have shape \(5, 1, 3, 3\)"),
+    (dict(weight5=randn(4, 1, 5, 5)), ValueError, r"'weight5' must have shape \(5, 1, 5, 5\)"),
+    (dict(bias3=randn(6)), ValueError, r"'bias3' must have shape \(5,\), got \(6,\)"),
+    (dict(bias5=randn(5, dtype=torch.float16)), TypeError, r"'bias5' has dtype torch.float16 but 'x'"),
+    (dict(x=randn(2, 12, 1), weight3=randn(0, 1, 3, 3)), ValueError, r"at least 2 channels"),
+    (dict(backend="cuda"), ValueError, r"unknown backend 'cuda'; accepted: auto, reference, triton, cpp"),
+]
+
+
+@pytest.mark.parametrize("change,exc,pattern", MIX_BAD)
+def test_mix_conv_gelu_bad_input(change, exc, pattern):
+    args = _mix_args(**change)
+    before = {k: v.clone() for k, v in args.items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(exc, match="mix_conv_gelu: .*" + pattern):
+        hk.mix_conv_gelu(**args)
+    for name, t in before.items():
+        torch.testing.assert_close(args[name], t)
+
+
+ATM_BAD = [
+    (dict(k=randn(2, 7, 16)), ValueError, r"'k' must have shape \(B=2, L, C=32\), got \(2, 7, 16\)"),
+    (dict(v=randn(2, 6, 32)), ValueError, r"'v' must have shape \(2, 7, 32\)"),
+    (dict(num_heads=3), ValueError, r"C = 32 must be divisible by num_heads = 3"),
+    (dict(num_heads=0), ValueError, r"'num_heads' must be an int >= 1, got 0"),
+    (dict(q=randn(2, 0, 32)), ValueError, r"at least one query and one key, got Q = 0"),
+    (dict(q=randn(2, 5, 32, dtype=torch.bfloat16)), TypeError, r"'k' has dtype torch.float32 but 'q' has torch.bfloat16"),
+]
+
+
+@pytest.mark.parametrize("change,exc,pattern", ATM_BAD)
+def test_attention_to_mask_bad_input(change, exc, pattern):
+    args = dict(q=randn(2, 5, 32), k=randn(2, 7, 32), v=randn(2, 7, 32), num_heads=4)
+    args.update(change)
+    with pytest.raises(exc, match="attention_to_mask: .*" + pattern):
+        hk.attention_to_mask(**args)
+
+
+def test_unimplemented_backend_raises_with_the_choices():
+    with pytest.raises(NotImplementedError, match=r"cswin_attention: backend 'cpp' is not implemented.*available: auto, reference"):
+        hk.cswin_attention(**_cswin_args(), backend="cpp")
+
+
+def test_models_reject_bad_input():
+    model = hk.create_model("hrvit_b1")
+    with pytest.raises(ValueError, match=r"HRViT: input H and W must be >= 32, got 31 x 64"):
+        model(randn(1, 3, 31, 64))
+    with pytest.raises(ValueError, match=r"HRViT: input must be \(B, 3, H, W\), got shape \(1, 4, 64, 64\)"):
+        model(randn(1, 4, 64, 64))
+    with pytest.raises(ValueError, match=r"'stripe_widths' must be four ints >= 1, got \(1, 2, 0, 7\)"):
+        hk.create_model("hrvit_b1", stripe_widths=(1, 2, 0, 7))
+    with pytest.raises(ValueError, match=r"unknown model 'hrvit_b9'; available: hrvit_b1"):
+        hk.create_model("hrvit_b9")

@@ -1,0 +1,156 @@
+"""HRViT b1/b2/b3 and the SegFormer segmentors: keys, shapes, parameter counts, multiply-adds, odd input
+sizes, configuration, gradient checkpointing, and agreement between backends."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import hrvit_kernels as hk
+from hrvit_kernels.flops import count_macs, count_params
+from hrvit_kernels.testing import randn
+
+KEYS = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "keys"
+
+BACKBONE_PARAMS = {"hrvit_b1": 7_758_008, "hrvit_b2": 20_310_944, "hrvit_b3": 25_507_960}
+SEGFORMER_PARAMS = {"hrvit_b1_segformer": 8_183_118, "hrvit_b2_segformer": 20_809_782,
+                    "hrvit_b3_segformer": 28_724_494}
+CITYSCAPES_PARAMS = {"hrvit_b1_segformer": 8_149_451, "hrvit_b2_segformer": 20_776_115,
+                     "hrvit_b3_segformer": 28_623_755}
+# Release's multiply-adds at 512 x 512, measured with fvcore (spec section 8).
+RELEASE_GMACS_512 = {"hrvit_b1": 10.75, "hrvit_b2": 25.09, "hrvit_b3": 28.73,
+                     "hrvit_b1_segformer": 16.00, "hrvit_b2_segformer": 30.48, "hrvit_b3_segformer": 71.01}
+
+
+def _read_keys(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        name, shape = line.split("\t")
+        rows.append((name, tuple(int(s) for s in shape.strip("()").split(",") if s.strip())))
+    return rows
+
+
+@pytest.mark.skipif(not KEYS.is_dir(), reason="../shared/spec/keys is not beside the checkout")
+@pytest.mark.parametrize("variant", ["b1", "b2", "b3"])
+def test_state_dict_keys_and_shapes_equal_the_release(variant):
+    model = hk.create_model(f"hrvit_{variant}")
+    ours = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    assert ours == _read_keys(KEYS / f"hrvit_{variant}_backbone.txt")
+
+
+@pytest.mark.parametrize("variant", ["b1", "b2", "b3"])
+def test_release_style_checkpoint_loads_strictly_into_the_segmentor(variant):
+    backbone = hk.create_model(f"hrvit_{variant}").state_dict()
+    segmentor = hk.create_model(f"hrvit_{variant}_segformer")
+    checkpoint = {f"backbone.{k}": v for k, v in backbone.items()}
+    checkpoint.update({k: v for k, v in segmentor.state_dict().items() if k.startswith("decode_head.")})
+    segmentor.load_state_dict(checkpoint, strict=True)
+    heads = {k.split(".")[1] for k in checkpoint if k.startswith("decode_head.")}
+    assert heads == {"convs", "fusion_conv", "conv_seg"}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONE_PARAMS))
+def test_backbone_parameter_counts(name):
+    assert count_params(hk.create_model(name)) == BACKBONE_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(SEGFORMER_PARAMS))
+def test_segformer_parameter_counts(name):
+    assert count_params(hk.create_model(name)) == SEGFORMER_PARAMS[name]
+    assert count_params(hk.create_model(name, num_classes=19)) == CITYSCAPES_PARAMS[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RELEASE_GMACS_512))
+def test_multiply_adds_reproduce_the_release_within_one_percent(name):
+    model = hk.create_model(name)
+    with hk.use_backend("reference"):
+        macs = count_macs(model, torch.randn(1, 3, 512, 512), getattr(model, "encode_decode", None)).total
+    assert abs(macs / 1e9 / RELEASE_GMACS_512[name] - 1) < 0.01
+
+
+@pytest.mark.parametrize("H,W", [(64, 64), (97, 131), (32, 45)])
+def test_any_input_size_gives_cropped_maps(H, W):
+    model = hk.create_model("hrvit_b1").eval()
+    with torch.no_grad():
+        maps = model(randn(1, 3, H, W))
+    for i, m in enumerate(maps):
+        stride = 4 * 2 ** i
+        assert m.shape == (1, model.out_channels[i], -(-H // stride), -(-W // stride))
+        assert torch.isfinite(m).all()
+
+
+def test_padding_equals_running_the_padded_input():
+    """Crop semantics: a 40 x 72 input behaves as its zero-padded 64 x 96 version, cropped."""
+    model = hk.create_model("hrvit_b1").eval()
+    x = randn(1, 3, 40, 72)
+    with torch.no_grad():
+        maps = model(x)
+        padded = model(torch.nn.functional.pad(x, (0, 24, 0, 24)))
+    for m, p in zip(maps, padded):
+        torch.testing.assert_close(m, p[..., :m.shape[-2], :m.shape[-1]])
+
+
+@pytest.mark.parametrize("variant", ["b1", "b2", "b3"])
+def test_segformer_outputs_logits_at_input_size(variant):
+    model = hk.create_model(f"hrvit_{variant}_segformer", num_classes=7).eval()
+    with torch.no_grad():
+        out = model(randn(2, 3, 65, 33))
+    assert out.shape == (2, 7, 65, 33)
+
+
+def test_backends_agree_on_a_whole_model():
+    model = hk.create_model("hrvit_b1_segformer").eval()
+    for m in model.modules():  # attn_bn starts at zero; switch the attention on so it is tested
+        if isinstance(m, hk.modules.HRViTAttention):
+            torch.nn.init.normal_(m.attn_bn.weight)
+    x = randn(1, 3, 64, 96)
+    with torch.no_grad():
+        with hk.use_backend("reference"):
+            expected = model(x)
+        actual = model(x)  # auto
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_stripe_widths_and_drop_path_are_configurable():
+    model = hk.create_model("hrvit_b3", stripe_widths=(1, 2, 3, 9), drop_path_rate=0.3)
+    stage = model.features[11]
+    assert [blocks[0].attn.stripe_width for blocks in stage.branches] == [1, 2, 3, 9]
+    rates = [blk.drop_path.drop_prob for s in model.features[1::2] for blk in max(s.branches, key=len)]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3)
+    assert len(set(rates)) == 26  # one per position of the ramp over sum(max blocks per stage)
+
+
+def test_attention_bn_starts_at_zero():
+    model = hk.create_model("hrvit_b1")
+    bns = [m.attn_bn for m in model.modules() if isinstance(m, hk.modules.HRViTAttention)]
+    assert bns and all(bn.weight.abs().sum() == 0 and bn.bias.abs().sum() == 0 for bn in bns)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(1)
+    plain = hk.create_model("hrvit_b1", drop_path_rate=0.0)
+    cp = hk.create_model("hrvit_b1", drop_path_rate=0.0, with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    x = randn(2, 3, 64, 64)
+    grads = []
+    for model in (plain, cp):
+        model.train()
+        loss = sum((m * torch.linspace(0, 1, m.numel()).view_as(m)).sum() for m in model(x))
+        model.zero_grad()
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_training_step_runs_on_every_backend():
+    model = hk.create_model("hrvit_b1_segformer", num_classes=5).train()
+    x, label = randn(2, 3, 64, 64), torch.randint(0, 5, (2, 64, 64))
+    for backend in ("reference", "auto"):
+        with hk.use_backend(backend):
+            loss = torch.nn.functional.cross_entropy(model(x), label)
+            model.zero_grad()
+            loss.backward()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
