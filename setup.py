@@ -29,6 +29,7 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             "-DCMAKE_BUILD_TYPE=Release",
+            f"-DHRVIT_KERNELS_PORTABLE={'ON' if os.environ.get('HRVIT_KERNELS_PORTABLE') == '1' else 'OFF'}",
         ]
         subprocess.run(config, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))

@@ -1,5 +1,8 @@
 // MixCFN mixed-scale depthwise convolution (3x3 on the first `split` channels, 5x5 on the rest,
 // zero padding, bias) + exact GELU, in token layout, forward and backward. fp32.
+//
+// Every loop nest keeps a block of kBlock channels in registers and runs over contiguous channels,
+// so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap ranges.
 #include <algorithm>
 #include <vector>
 
@@ -8,30 +11,91 @@
 namespace hrvit {
 namespace {
 
-// Pre-activation of output row h of one image: pre[w * R + r]. xb points at the image's first token.
-void conv_row(const MixConvShape& s, const float* __restrict__ xb, index_t x_sn, index_t h,
-              const float* __restrict__ w3t, const float* __restrict__ b3,
-              const float* __restrict__ w5t, const float* __restrict__ b5, float* __restrict__ pre) {
-  const index_t H = s.height, W = s.width, R = s.channels, c3 = s.split, c5 = R - c3;
-  for (index_t w = 0; w < W; ++w) {
-    float* __restrict__ acc = pre + w * R;
-    std::copy(b3, b3 + c3, acc);
-    std::copy(b5, b5 + c5, acc + c3);
-    for (index_t dy = -2; dy <= 2; ++dy) {
-      const index_t yy = h + dy;
-      if (yy < 0 || yy >= H) continue;
-      for (index_t dx = -2; dx <= 2; ++dx) {
-        const index_t xx = w + dx;
-        if (xx < 0 || xx >= W) continue;
-        const float* __restrict__ src = xb + (yy * W + xx) * x_sn;
-        if (dy >= -1 && dy <= 1 && dx >= -1 && dx <= 1) {
-          const float* __restrict__ k3 = w3t + ((dy + 1) * 3 + (dx + 1)) * c3;
-          for (index_t r = 0; r < c3; ++r) acc[r] += k3[r] * src[r];
+constexpr index_t kBlock = 16;
+
+// Channels [c0, c0 + len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel
+// (h, w) of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in.
+template <int K, index_t Len>
+inline void conv_pixel(const float* __restrict__ src, index_t sn, index_t H, index_t W, index_t h,
+                       index_t w, const float* __restrict__ wt, index_t c, const float* bias,
+                       float* __restrict__ acc, index_t len) {
+  constexpr index_t r = K / 2;
+  const index_t n = Len > 0 ? Len : len;
+  for (index_t j = 0; j < n; ++j) acc[j] = bias ? bias[j] : 0.0f;
+  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  const index_t dx0 = std::max(-r, -w), dx1 = std::min(r, W - 1 - w);
+  for (index_t dy = dy0; dy <= dy1; ++dy) {
+    for (index_t dx = dx0; dx <= dx1; ++dx) {
+      const float* __restrict__ in = src + ((h + dy) * W + (w + dx)) * sn;
+      const float* __restrict__ k = wt + ((dy + r) * K + (dx + r)) * c;
+      for (index_t j = 0; j < n; ++j) acc[j] += k[j] * in[j];
+    }
+  }
+}
+
+// One output row of a K x K depthwise conv over channels [0, c) of `src` (token stride sn) into
+// dst (token stride dn). bias may be null.
+template <int K>
+void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
+              const float* bias, index_t c, float* dst, index_t dn) {
+  for (index_t c0 = 0; c0 < c; c0 += kBlock) {
+    const index_t len = std::min(kBlock, c - c0);
+    const float* b = bias ? bias + c0 : nullptr;
+    for (index_t w = 0; w < W; ++w) {
+      float acc[kBlock];
+      if (len == kBlock)
+        conv_pixel<K, kBlock>(src + c0, sn, H, W, h, w, wt + c0, c, b, acc, len);
+      else
+        conv_pixel<K, 0>(src + c0, sn, H, W, h, w, wt + c0, c, b, acc, len);
+      std::copy(acc, acc + len, dst + w * dn + c0);
+    }
+  }
+}
+
+// Both halves of the mixed conv for output row h of one image: pre[w * R + r].
+void mix_conv_row(const MixConvShape& s, const float* xb, index_t x_sn, index_t h, const float* w3t,
+                  const float* b3, const float* w5t, const float* b5, float* pre) {
+  const index_t R = s.channels, c3 = s.split;
+  conv_row<3>(xb, x_sn, s.height, s.width, h, w3t, b3, c3, pre, R);
+  conv_row<5>(xb + c3, x_sn, s.height, s.width, h, w5t, b5, R - c3, pre + c3, R);
+}
+
+// Tap-major weights (K*K, c) flipped in both spatial directions: the input gradient of a
+// depthwise conv is the conv of the output gradient with the flipped kernel.
+std::vector<float> flipped(const float* wt, int K, index_t c) {
+  std::vector<float> out(static_cast<size_t>(K * K * c));
+  for (int tap = 0; tap < K * K; ++tap)
+    std::copy(wt + tap * c, wt + (tap + 1) * c, out.begin() + (K * K - 1 - tap) * c);
+  return out;
+}
+
+// Weight and bias gradient contributions of output row h: wgrad[tap][j] += sum_w g[w][j] * x[w+off][j]
+// and bgrad[j] += sum_w g[w][j], for channels [0, c) of a K x K conv.
+template <int K>
+void weight_grad_row(const float* x, index_t x_sn, const float* g, index_t g_sn, index_t H, index_t W,
+                     index_t h, index_t c, float* wgrad, float* bgrad) {
+  constexpr index_t r = K / 2;
+  for (index_t c0 = 0; c0 < c; c0 += kBlock) {
+    const index_t len = std::min(kBlock, c - c0);
+    float acc[kBlock] = {};
+    for (index_t w = 0; w < W; ++w)
+      for (index_t j = 0; j < len; ++j) acc[j] += g[w * g_sn + c0 + j];
+    for (index_t j = 0; j < len; ++j) bgrad[c0 + j] += acc[j];
+    for (index_t dy = std::max(-r, -h); dy <= std::min(r, H - 1 - h); ++dy) {
+      const float* xrow = x + (h + dy) * W * x_sn;
+      for (index_t dx = -r; dx <= r; ++dx) {
+        std::fill(acc, acc + kBlock, 0.0f);
+        for (index_t w = std::max<index_t>(0, -dx); w < std::min(W, W - dx); ++w) {
+          const float* __restrict__ gw = g + w * g_sn + c0;
+          const float* __restrict__ xw = xrow + (w + dx) * x_sn + c0;
+          if (len == kBlock) {
+            for (index_t j = 0; j < kBlock; ++j) acc[j] += gw[j] * xw[j];
+          } else {
+            for (index_t j = 0; j < len; ++j) acc[j] += gw[j] * xw[j];
+          }
         }
-        const float* __restrict__ k5 = w5t + ((dy + 2) * 5 + (dx + 2)) * c5;
-        float* __restrict__ acc5 = acc + c3;
-        const float* __restrict__ src5 = src + c3;
-        for (index_t r = 0; r < c5; ++r) acc5[r] += k5[r] * src5[r];
+        float* dst = wgrad + ((dy + r) * K + (dx + r)) * c + c0;
+        for (index_t j = 0; j < len; ++j) dst[j] += acc[j];
       }
     }
   }
@@ -46,8 +110,8 @@ void mix_conv_gelu_forward(const MixConvShape& s, const float* x, index_t x_sb, 
   parallel_for(s.batch * H, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
     float* o = out + row * W * R;
-    conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, o);
-    for (index_t i = 0; i < W * R; ++i) o[i] = gelu(o[i]);
+    mix_conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, o);
+    gelu_inplace(o, W * R);
   });
 }
 
@@ -64,41 +128,23 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
   parallel_for(rows, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
     float* g = gpre.data() + row * W * R;
-    conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, g);
-    for (index_t w = 0; w < W; ++w) {
-      const float* go = grad_out + b * g_sb + (h * W + w) * g_sn;
-      float* gw = g + w * R;
-      for (index_t r = 0; r < R; ++r) gw[r] = go[r] * gelu_grad(gw[r]);
-    }
+    mix_conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, g);
+    for (index_t w = 0; w < W; ++w)
+      mul_gelu_grad_inplace(grad_out + b * g_sb + (h * W + w) * g_sn, g + w * R, R);
   });
 
-  // 2. Input gradient: the transposed (flipped) depthwise conv of gpre, gathered per input pixel.
+  // 2. Input gradient: conv of gpre with the flipped kernels, no bias.
+  const std::vector<float> w3f = flipped(w3t, 3, c3), w5f = flipped(w5t, 5, c5);
   parallel_for(rows, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
     const float* gb = gpre.data() + b * N * R;
-    for (index_t w = 0; w < W; ++w) {
-      float* __restrict__ gx = grad_x + (row * W + w) * R;
-      std::fill(gx, gx + R, 0.0f);
-      for (index_t dy = -2; dy <= 2; ++dy) {
-        const index_t oy = h - dy;
-        if (oy < 0 || oy >= H) continue;
-        for (index_t dx = -2; dx <= 2; ++dx) {
-          const index_t ox = w - dx;
-          if (ox < 0 || ox >= W) continue;
-          const float* __restrict__ g = gb + (oy * W + ox) * R;
-          if (dy >= -1 && dy <= 1 && dx >= -1 && dx <= 1) {
-            const float* __restrict__ k3 = w3t + ((dy + 1) * 3 + (dx + 1)) * c3;
-            for (index_t r = 0; r < c3; ++r) gx[r] += k3[r] * g[r];
-          }
-          const float* __restrict__ k5 = w5t + ((dy + 2) * 5 + (dx + 2)) * c5;
-          for (index_t r = 0; r < c5; ++r) gx[c3 + r] += k5[r] * g[c3 + r];
-        }
-      }
-    }
+    float* gx = grad_x + row * W * R;
+    conv_row<3>(gb, R, H, W, h, w3f.data(), nullptr, c3, gx, R);
+    conv_row<5>(gb + c3, R, H, W, h, w5f.data(), nullptr, c5, gx + c3, R);
   });
 
   // 3. Weight and bias gradients: each fixed block of rows sums into its own partial buffer, then
-  //    the blocks are added in order (deterministic, no atomics).
+  //    the blocks are added in order (deterministic for any thread count, no atomics).
   const index_t per_block = 9 * c3 + 25 * c5 + R;
   const index_t blocks = std::min<index_t>(rows, 64);
   std::vector<float> partial(static_cast<size_t>(blocks * per_block), 0.0f);
@@ -109,25 +155,9 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
     for (index_t row = blk * rows / blocks; row < (blk + 1) * rows / blocks; ++row) {
       const index_t b = row / H, h = row % H;
       const float* xb = x + b * x_sb;
-      for (index_t w = 0; w < W; ++w) {
-        const float* __restrict__ g = gpre.data() + (row * W + w) * R;
-        for (index_t r = 0; r < R; ++r) pb[r] += g[r];
-        for (index_t dy = -2; dy <= 2; ++dy) {
-          const index_t yy = h + dy;
-          if (yy < 0 || yy >= H) continue;
-          for (index_t dx = -2; dx <= 2; ++dx) {
-            const index_t xx = w + dx;
-            if (xx < 0 || xx >= W) continue;
-            const float* __restrict__ src = xb + (yy * W + xx) * x_sn;
-            if (dy >= -1 && dy <= 1 && dx >= -1 && dx <= 1) {
-              float* __restrict__ k3 = p3 + ((dy + 1) * 3 + (dx + 1)) * c3;
-              for (index_t r = 0; r < c3; ++r) k3[r] += g[r] * src[r];
-            }
-            float* __restrict__ k5 = p5 + ((dy + 2) * 5 + (dx + 2)) * c5;
-            for (index_t r = 0; r < c5; ++r) k5[r] += g[c3 + r] * src[c3 + r];
-          }
-        }
-      }
+      const float* g = gpre.data() + row * W * R;
+      weight_grad_row<3>(xb, x_sn, g, R, H, W, h, c3, p3, pb);
+      weight_grad_row<5>(xb + c3, x_sn, g + c3, R, H, W, h, c5, p5, pb + c3);
     }
   });
   parallel_for(per_block, num_threads, [&](index_t i) {

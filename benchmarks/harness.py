@@ -1,0 +1,82 @@
+"""Timing and environment capture shared by benchmarks/run.py and the pytest-benchmark micro-benchmarks."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5,
+            min_time_s: float = 0.0) -> dict:
+    """Median and spread (min, max, interquartile range) of fn's wall time in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+            "iqr_ms": q[2] - q[0], "repeats": len(times)}
+
+
+def environment(device: torch.device) -> dict:
+    import hrvit_kernels
+
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "hrvit_kernels": hrvit_kernels.__version__,
+        "extension_built": hrvit_kernels.HAS_EXT,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                   cuda=torch.version.cuda)
+    return env
+
+
+def device_slug(env: dict) -> str:
+    """File name for results: the GPU's name, or 'cpu-<N>core'."""
+    if env.get("gpu"):
+        return "".join(c if c.isalnum() else "-" for c in env["gpu"].lower()).strip("-")
+    return f"cpu-{env['cpu_count']}core"
+
+
+class Progress:
+    """One line per finished step on stderr, with the step count and elapsed time."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        print(f"[{self.done}/{self.total} {time.perf_counter() - self.start:6.1f}s] {what}",
+              file=sys.stderr, flush=True)
