@@ -1,0 +1,50 @@
+"""The benchmark entry point on a tiny configuration, and facts about the compiled extension."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import hrvit_kernels as hk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run
+    finally:
+        sys.path.pop(0)
+    report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--warmup", "0",
+                       "--op-variants", "b1", "--no-atm", "--out", str(tmp_path)])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".md")
+    saved = json.loads((tmp_path / files[0]).read_text())
+    assert saved["environment"]["torch"] and saved["environment"]["date"]
+    (model,) = saved["models"]
+    assert model["params"] == 7_758_008 and model["gmacs"] > 0
+    assert set(model["latency"]) == {"reference", "auto"}
+    ops = {(r["op"], r["label"]) for r in saved["ops"]}
+    assert len(ops) == 8  # two ops x four branches
+    for r in saved["ops"]:
+        assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
+    out = capsys.readouterr()
+    assert "| hrvit_b1 |" in out.out and "[1/" in out.err  # the table, and progress while running
+    assert report["models"][0]["model"] == "hrvit_b1"
+
+
+def test_csrc_includes_no_torch_headers():
+    sources = list((ROOT / "csrc").rglob("*.cpp")) + list((ROOT / "csrc").rglob("*.h"))
+    assert sources
+    for path in sources:
+        text = path.read_text()
+        assert not re.search(r"#include\s*[<\"](torch|ATen|c10)/", text), path
+
+
+@pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built (pip install -e .)")
+def test_extension_is_built_with_openmp():
+    from hrvit_kernels import _C
+
+    assert _C.has_openmp
