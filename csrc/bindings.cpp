@@ -1,6 +1,9 @@
 // pybind11 bindings of hrvit_kernels._C. Tensors cross as integer addresses (data_ptr()); the Python
 // side has validated shapes, dtypes, devices and strides. The GIL is released while a kernel runs.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <tuple>
 
 #include "hrvit/kernels.h"
 
@@ -35,6 +38,38 @@ void mix_conv_gelu_backward(index_t batch, index_t height, index_t width, index_
       ptr<float>(grad_b3), ptr<float>(grad_w5t), ptr<float>(grad_b5), threads);
 }
 
+hrvit::StripeShape stripe_shape(index_t batch, index_t height, index_t width, index_t channels,
+                                index_t stripe_width, index_t heads, index_t head_dim, float scale) {
+  return {batch, height, width, channels, stripe_width, heads, head_dim, scale};
+}
+
+// A token tensor crosses as (address, batch stride, token stride).
+using TokenArg = std::tuple<uintptr_t, index_t, index_t>;
+hrvit::TokenTensor tokens(const TokenArg& t) {
+  return {ptr<const float>(std::get<0>(t)), std::get<1>(t), std::get<2>(t)};
+}
+
+void cswin_attention_forward(index_t batch, index_t height, index_t width, index_t channels,
+                             index_t stripe_width, index_t heads, index_t head_dim, float scale,
+                             const TokenArg& q, const TokenArg& k, const TokenArg& v, uintptr_t out,
+                             uintptr_t lse, int threads) {
+  hrvit::cswin_attention_forward(
+      stripe_shape(batch, height, width, channels, stripe_width, heads, head_dim, scale), tokens(q),
+      tokens(k), tokens(v), ptr<float>(out), ptr<float>(lse), threads);
+}
+
+void cswin_attention_backward(index_t batch, index_t height, index_t width, index_t channels,
+                              index_t stripe_width, index_t heads, index_t head_dim, float scale,
+                              const TokenArg& q, const TokenArg& k, const TokenArg& v,
+                              const TokenArg& out, uintptr_t lse, const TokenArg& grad_out,
+                              bool kv_aliased, uintptr_t grad_q, uintptr_t grad_k, uintptr_t grad_v,
+                              int threads) {
+  hrvit::cswin_attention_backward(
+      stripe_shape(batch, height, width, channels, stripe_width, heads, head_dim, scale), tokens(q),
+      tokens(k), tokens(v), tokens(out), ptr<const float>(lse), tokens(grad_out), kv_aliased,
+      ptr<float>(grad_q), ptr<float>(grad_k), ptr<float>(grad_v), threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -47,4 +82,6 @@ PYBIND11_MODULE(_C, m) {
   const auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def("mix_conv_gelu_forward", &mix_conv_gelu_forward, nogil);
   m.def("mix_conv_gelu_backward", &mix_conv_gelu_backward, nogil);
+  m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
+  m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
 }

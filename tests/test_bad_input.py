@@ -90,8 +90,8 @@ def test_attention_to_mask_bad_input(change, exc, pattern):
 
 
 def test_unimplemented_backend_raises_with_the_choices():
-    with pytest.raises(NotImplementedError, match=r"cswin_attention: backend 'cpp' is not implemented.*available: auto, reference"):
-        hk.cswin_attention(**_cswin_args(), backend="cpp")
+    with pytest.raises(NotImplementedError, match=r"cswin_attention: backend 'triton' is not implemented.*available: auto, cpp, reference"):
+        hk.cswin_attention(**_cswin_args(), backend="triton")
 
 
 def test_models_reject_bad_input():

@@ -101,3 +101,110 @@ def test_mix_conv_gelu_cpp_flop_counter():
     with FlopCounterMode(display=False) as counter:
         hk.mix_conv_gelu(x, (4, 5), *p, backend="cpp")
     assert counter.get_total_flops() == 2 * 2 * 20 * (9 * 6 + 25 * 6)
+
+
+# ---------------------------------------------------------------- stripe attention
+
+from hrvit_kernels.ops.cswin_attention import stripe_heads  # noqa: E402
+
+# (B, H, W, C, stripe_width, head_dim): odd sides, sides not multiples of the stripe width, batch 1,
+# head dims 16/24/32/48/64, the C/2 < head_dim fallback, a stripe wider than the image, and a stripe
+# longer than one key tile (300 tokens > 128).
+CSWIN_CASES = [
+    (2, 8, 8, 64, 2, 32),
+    (1, 7, 9, 96, 2, 24),
+    (2, 11, 6, 64, 7, 16),
+    (1, 5, 13, 32, 1, 32),
+    (1, 9, 7, 96, 3, 48),
+    (1, 6, 10, 128, 4, 64),
+    (2, 4, 3, 32, 7, 16),
+    (1, 30, 10, 32, 10, 16),
+]
+
+
+def _cswin(backend, H, W, sw, hd, alias):
+    def call(q, k, *rest):
+        v = k if alias else rest[0]
+        return hk.cswin_attention(q, k, v, (H, W), sw, hd, backend=backend)
+    return call
+
+
+@pytest.mark.parametrize("B,H,W,C,sw,hd", CSWIN_CASES)
+@pytest.mark.parametrize("alias", [True, False], ids=["k_is_v", "separate_k"])
+def test_cswin_attention_cpp_matches_reference(B, H, W, C, sw, hd, alias):
+    inputs = tuple(randn(B, H * W, C, requires_grad=True) for _ in range(2 if alias else 3))
+    (out,), grads, g = forward_backward(_cswin("cpp", H, W, sw, hd, alias), inputs)
+    (expected,), expected_grads, _ = forward_backward(_cswin("reference", H, W, sw, hd, alias), inputs, g)
+    assert_close_fp32(out, expected, "output")
+    for name, a, e in zip(["q", "k", "v"], grads, expected_grads):
+        assert_close_fp32(a, e, f"grad {name}")
+
+
+def test_cswin_attention_cpp_reads_strided_halves_of_a_projection():
+    """q and v as the two halves of one projection output (HRViT's to_qkv), and a NaN-poisoned gap."""
+    B, H, W, C = 2, 6, 7, 64
+    qv = randn(B, H * W, 2 * C, requires_grad=True)
+    q, v = qv.chunk(2, dim=-1)
+    k = non_contiguous(randn(B, H * W, C, requires_grad=True))
+    for keys in (v, k):
+        (out,), grads, g = forward_backward(lambda a, b: _cswin("cpp", H, W, 3, 32, True)(a, b), (q, keys))
+        (expected,), expected_grads, _ = forward_backward(lambda a, b: _cswin("reference", H, W, 3, 32, True)(a, b), (q, keys), g)
+        assert_close_fp32(out, expected, "output")
+        for a, e in zip(grads, expected_grads):
+            assert_close_fp32(a, e, "grad")
+
+
+def test_cswin_attention_cpp_aliased_kv_gets_one_gradient_equal_to_the_sum():
+    B, H, W, C = 1, 5, 6, 32
+    q, v = randn(B, H * W, C, requires_grad=True), randn(B, H * W, C, requires_grad=True)
+    _, (gq, gv), g = forward_backward(_cswin("cpp", H, W, 2, 16, True), (q, v))
+    v2 = v.detach().clone().requires_grad_()
+    k2 = v.detach().clone().requires_grad_()
+    _, (_, gk_sep, gv_sep), _ = forward_backward(_cswin("cpp", H, W, 2, 16, False), (q, k2, v2), g)
+    assert_close_fp32(gv, gk_sep + gv_sep, "grad of the aliased k/v")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cswin_attention_cpp_low_precision(dtype):
+    B, H, W, C = 1, 6, 5, 64
+    q, k, v = (randn(B, H * W, C, dtype=dtype) for _ in range(3))
+    out = hk.cswin_attention(q, k, v, (H, W), 2, 32, backend="cpp")
+    ref_same = hk.cswin_attention(q, k, v, (H, W), 2, 32, backend="reference")
+    ref64 = hk.cswin_attention(q.double(), k.double(), v.double(), (H, W), 2, 32, backend="reference")
+    assert out.dtype == dtype
+    from hrvit_kernels.testing import assert_low_precision_close
+    assert_low_precision_close(out, ref_same, ref64, "output")
+
+
+def test_cswin_attention_cpp_opcheck():
+    B, H, W, C = 1, 4, 5, 32
+    q, k, v = (randn(B, H * W, C, requires_grad=True) for _ in range(3))
+    heads, used = stripe_heads(C, 16)
+    for args in ((q, k, v), (q, v, None)):
+        torch.library.opcheck(torch.ops.hrvit.cswin_attention_cpp.default, args + (H, W, 2, heads, used, used ** -0.5))
+
+
+def test_cswin_attention_cpp_compiles_fullgraph():
+    B, H, W, C = 1, 5, 4, 32
+    inputs = (randn(B, H * W, C, requires_grad=True), randn(B, H * W, C, requires_grad=True))
+    fn = _cswin("cpp", H, W, 2, 16, True)
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    (out,), grads, g = forward_backward(compiled, inputs)
+    (expected,), expected_grads, _ = forward_backward(fn, inputs, g)
+    torch.testing.assert_close(out, expected)
+    for a, e in zip(grads, expected_grads):
+        torch.testing.assert_close(a, e)
+
+
+def test_cswin_attention_flop_formula_counts_real_tokens_only():
+    from hrvit_kernels.ops.cswin_attention.registration import stripe_attention_macs
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # H = 5 rows in stripes of 2: lengths 2W, 2W, W; W = 3 columns: lengths 2H, H.
+    H, W, C = 5, 3, 32
+    expected = 2 * (C // 2) * ((6 ** 2 + 6 ** 2 + 3 ** 2) + (10 ** 2 + 5 ** 2))
+    assert stripe_attention_macs(1, H, W, C, 2) == expected
+    q = randn(1, H * W, C)
+    with FlopCounterMode(display=False) as counter:
+        hk.cswin_attention(q, q, q, (H, W), 2, 16, backend="cpp")
+    assert counter.get_total_flops() == 2 * expected

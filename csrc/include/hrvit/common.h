@@ -69,6 +69,34 @@ inline void mul_gelu_grad_inplace(const float* __restrict__ grad_out, float* __r
   for (index_t i = 0; i < n; ++i) g[i] = grad_out[i] * gelu_grad(g[i]);
 }
 
+// Sum and maximum of x[0:n] with 16 independent lanes, so the loops vectorize without -ffast-math
+// (a single float accumulator forbids reordering).
+inline float sum_of(const float* __restrict__ x, index_t n) {
+  float lanes[16] = {};
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (index_t j = 0; j < 16; ++j) lanes[j] += x[i + j];
+  float total = 0.0f;
+  for (index_t j = 0; j < 16; ++j) total += lanes[j];
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+inline float max_of(const float* __restrict__ x, index_t n, float init) {
+  float lanes[16];
+  for (index_t j = 0; j < 16; ++j) lanes[j] = init;
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (index_t j = 0; j < 16; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
+  float best = init;
+  for (index_t j = 0; j < 16; ++j) best = lanes[j] > best ? lanes[j] : best;
+  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  return best;
+}
+// x[i] = exp(x[i] - shift).
+inline void exp_shifted_inplace(float* __restrict__ x, index_t n, float shift) {
+  for (index_t i = 0; i < n; ++i) x[i] = exp_approx(x[i] - shift);
+}
+
 // Runs body(i) for i in [0, n) on num_threads OpenMP threads (the caller passes torch's setting).
 template <typename Body>
 inline void parallel_for(index_t n, int num_threads, Body body) {

@@ -4,22 +4,8 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels import _ext
-from hrvit_kernels.ops import _alloc, _dispatch
-
-CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def available(tensors) -> str | None:
-    reason = _dispatch.on_cpu_with_ext(tensors)
-    if reason is None and tensors[0].dtype not in CPP_DTYPES:
-        reason = f"dtype {tensors[0].dtype} is not supported (accepted: float32, float16, bfloat16)"
-    return reason
-
-
-def _fp32_rows(t: torch.Tensor) -> torch.Tensor:
-    """fp32 with unit channel stride (the kernels read tokens through batch and token strides)."""
-    t = t.float()
-    return t if t.stride(-1) == 1 else t.contiguous()
+from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._cpu_common import available, fp32_rows  # noqa: F401  (available: api's check)
 
 
 def _taps_major(weight: torch.Tensor) -> torch.Tensor:
@@ -29,7 +15,7 @@ def _taps_major(weight: torch.Tensor) -> torch.Tensor:
 
 def forward(x, H: int, W: int, weight3, bias3, weight5, bias5) -> torch.Tensor:
     B, _, R = x.shape
-    xf = _fp32_rows(x)
+    xf = fp32_rows(x)
     w3t, w5t = _taps_major(weight3), _taps_major(weight5)
     b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
     out = _alloc.empty((B, H * W, R))
@@ -42,7 +28,7 @@ def forward(x, H: int, W: int, weight3, bias3, weight5, bias5) -> torch.Tensor:
 def backward(grad_out, x, H: int, W: int, weight3, bias3, weight5, bias5):
     B, _, R = x.shape
     split = weight3.shape[0]
-    xf, gf = _fp32_rows(x), _fp32_rows(grad_out)
+    xf, gf = fp32_rows(x), fp32_rows(grad_out)
     w3t, w5t = _taps_major(weight3), _taps_major(weight5)
     b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
     grad_x = _alloc.empty((B, H * W, R))

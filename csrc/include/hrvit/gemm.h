@@ -1,0 +1,78 @@
+// A small register-blocked matrix product for the attention kernels' cache-resident tiles.
+//
+// Written with GCC/Clang vector extensions: left to the auto-vectorizer, GCC vectorizes these loops
+// along k with shuffles and keeps the tile on the stack, which runs about 10x slower.
+#pragma once
+
+#include "hrvit/common.h"
+
+namespace hrvit {
+
+// One hardware vector of floats (8 with AVX, else 4); aligned(4) makes loads and stores through it
+// unaligned-safe.
+#ifdef __AVX__
+constexpr index_t kLanes = 8;
+#else
+constexpr index_t kLanes = 4;
+#endif
+typedef float vecf __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)));
+
+namespace detail {
+
+// C[0:MR, 0:kLanes*NV] += A[0:MR, 0:K] B[0:K, 0:kLanes*NV], the C tile held in vector registers.
+template <index_t MR, index_t NV>
+inline void gemm_tile(index_t K, const float* A, index_t lda, const float* B, index_t ldb, float* C,
+                      index_t ldc) {
+  vecf c[MR][NV];
+  for (index_t r = 0; r < MR; ++r)
+    for (index_t t = 0; t < NV; ++t) c[r][t] = *reinterpret_cast<const vecf*>(C + r * ldc + kLanes * t);
+  for (index_t k = 0; k < K; ++k) {
+    vecf b[NV];
+    for (index_t t = 0; t < NV; ++t) b[t] = *reinterpret_cast<const vecf*>(B + k * ldb + kLanes * t);
+    for (index_t r = 0; r < MR; ++r) {
+      const float a = A[r * lda + k];
+      for (index_t t = 0; t < NV; ++t) c[r][t] += a * b[t];
+    }
+  }
+  for (index_t r = 0; r < MR; ++r)
+    for (index_t t = 0; t < NV; ++t) *reinterpret_cast<vecf*>(C + r * ldc + kLanes * t) = c[r][t];
+}
+
+// Columns [j, N) that do not fill a vector.
+inline void gemm_tail(index_t M, index_t j, index_t N, index_t K, const float* A, index_t lda,
+                      const float* B, index_t ldb, float* C, index_t ldc) {
+  for (index_t r = 0; r < M; ++r)
+    for (index_t col = j; col < N; ++col) {
+      float sum = C[r * ldc + col];
+      for (index_t k = 0; k < K; ++k) sum += A[r * lda + k] * B[k * ldb + col];
+      C[r * ldc + col] = sum;
+    }
+}
+
+template <index_t MR>
+inline void gemm_rows(index_t N, index_t K, const float* A, index_t lda, const float* B, index_t ldb,
+                      float* C, index_t ldc) {
+  index_t j = 0;
+  for (; j + 2 * kLanes <= N; j += 2 * kLanes) gemm_tile<MR, 2>(K, A, lda, B + j, ldb, C + j, ldc);
+  for (; j + kLanes <= N; j += kLanes) gemm_tile<MR, 1>(K, A, lda, B + j, ldb, C + j, ldc);
+  if (j < N) gemm_tail(MR, j, N, K, A, lda, B, ldb, C, ldc);
+}
+
+}  // namespace detail
+
+// C (M x N, row stride ldc) += A (M x K, row stride lda) * B (K x N, row stride ldb).
+inline void gemm_acc(index_t M, index_t N, index_t K, const float* A, index_t lda, const float* B,
+                     index_t ldb, float* C, index_t ldc) {
+  index_t i = 0;
+  for (; i + 4 <= M; i += 4) detail::gemm_rows<4>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
+  for (; i < M; ++i) detail::gemm_rows<1>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
+}
+
+// dst (cols x rows, row stride ld_dst) = transpose of src (rows x cols, row stride ld_src).
+inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst,
+                      index_t ld_dst) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
+}  // namespace hrvit

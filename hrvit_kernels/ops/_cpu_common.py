@@ -1,0 +1,28 @@
+"""Helpers shared by the ops' C++ bindings: availability, fp32 conversion at the boundary, token views."""
+from __future__ import annotations
+
+import torch
+
+from hrvit_kernels.ops import _dispatch
+
+CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def available(tensors) -> str | None:
+    """None when the C++ kernels can run on these tensors, else the reason."""
+    reason = _dispatch.on_cpu_with_ext(tensors)
+    if reason is None and tensors[0].dtype not in CPP_DTYPES:
+        reason = f"dtype {tensors[0].dtype} is not supported (accepted: float32, float16, bfloat16)"
+    return reason
+
+
+def fp32_rows(t: torch.Tensor) -> torch.Tensor:
+    """fp32 with unit channel stride: the kernels read tokens through batch and token strides, so
+    slices such as the halves of a projection's output are passed without a copy."""
+    t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def token_arg(t: torch.Tensor) -> tuple[int, int, int]:
+    """(address, batch stride, token stride) of a (B, N, C) fp32 tensor with unit channel stride."""
+    return t.data_ptr(), t.stride(0), t.stride(1)

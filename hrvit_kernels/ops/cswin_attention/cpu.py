@@ -1,0 +1,43 @@
+"""Calls into the C++ stripe-attention kernels (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+from __future__ import annotations
+
+import torch
+
+from hrvit_kernels import _ext
+from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._cpu_common import available, fp32_rows, token_arg  # noqa: F401
+
+
+def forward(q, k, v, H: int, W: int, stripe_width: int, heads: int, head_dim: int, scale: float):
+    """Returns (out (B, N, C) in q's dtype, lse (B, 2 * heads, N) fp32). ``v=None`` means k is v."""
+    B, N, C = q.shape
+    qf, kf = fp32_rows(q), fp32_rows(k)
+    vf = kf if v is None else fp32_rows(v)
+    out = _alloc.empty((B, N, C))
+    lse = _alloc.empty((B, 2 * heads, N))
+    _ext.ext().cswin_attention_forward(B, H, W, C, stripe_width, heads, head_dim, scale, token_arg(qf),
+                                       token_arg(kf), token_arg(vf), out.data_ptr(), lse.data_ptr(),
+                                       torch.get_num_threads())
+    return out.to(q.dtype), lse
+
+
+def backward(grad_out, q, k, v, out, lse, H: int, W: int, stripe_width: int, heads: int, head_dim: int,
+             scale: float):
+    """Returns (grad_q, grad_k, grad_v); with ``v=None`` (k is v) grad_k holds the whole gradient of
+    that tensor and grad_v is None."""
+    B, N, C = q.shape
+    qf, kf, of, gf = fp32_rows(q), fp32_rows(k), fp32_rows(out), fp32_rows(grad_out)
+    lse = lse.contiguous()
+    aliased = v is None
+    vf = kf if aliased else fp32_rows(v)
+    grad_q = _alloc.empty((B, N, C))
+    grad_k = _alloc.empty((B, N, C))
+    grad_v = None if aliased else _alloc.empty((B, N, C))
+    # The kernel sums both gradients of an aliased k/v into its grad_v argument.
+    _ext.ext().cswin_attention_backward(
+        B, H, W, C, stripe_width, heads, head_dim, scale, token_arg(qf), token_arg(kf), token_arg(vf),
+        token_arg(of), lse.data_ptr(), token_arg(gf), aliased, grad_q.data_ptr(),
+        0 if aliased else grad_k.data_ptr(), (grad_k if aliased else grad_v).data_ptr(),
+        torch.get_num_threads())
+    cast = lambda t: None if t is None else t.to(q.dtype)  # noqa: E731
+    return cast(grad_q), cast(grad_k), cast(grad_v)
