@@ -70,6 +70,25 @@ void cswin_attention_backward(index_t batch, index_t height, index_t width, inde
       ptr<float>(grad_q), ptr<float>(grad_k), ptr<float>(grad_v), threads);
 }
 
+void attention_to_mask_forward(index_t batch, index_t queries, index_t keys, index_t channels,
+                               index_t heads, float scale, const TokenArg& q, const TokenArg& k,
+                               const TokenArg& v, uintptr_t out, uintptr_t mask, uintptr_t lse,
+                               int threads) {
+  hrvit::attention_to_mask_forward({batch, queries, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                   tokens(v), ptr<float>(out), ptr<float>(mask), ptr<float>(lse), threads);
+}
+
+void attention_to_mask_backward(index_t batch, index_t queries, index_t keys, index_t channels,
+                                index_t heads, float scale, const TokenArg& q, const TokenArg& k,
+                                const TokenArg& v, const TokenArg& out, uintptr_t lse,
+                                const TokenArg& grad_out, uintptr_t grad_mask, uintptr_t grad_q,
+                                uintptr_t grad_k, uintptr_t grad_v, int threads) {
+  hrvit::attention_to_mask_backward({batch, queries, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                    tokens(v), tokens(out), ptr<const float>(lse), tokens(grad_out),
+                                    ptr<const float>(grad_mask), ptr<float>(grad_q), ptr<float>(grad_k),
+                                    ptr<float>(grad_v), threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -84,4 +103,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("mix_conv_gelu_backward", &mix_conv_gelu_backward, nogil);
   m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
+  m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);
+  m.def("attention_to_mask_backward", &attention_to_mask_backward, nogil);
 }

@@ -156,3 +156,16 @@ def test_training_step_runs_on_every_backend():
             loss.backward()
         assert torch.isfinite(loss)
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.slow
+def test_whole_model_compiles_fullgraph_with_inductor_and_equals_eager():
+    model = hk.create_model("hrvit_b1").eval()
+    for m in model.modules():
+        if isinstance(m, hk.modules.HRViTAttention):
+            torch.nn.init.normal_(m.attn_bn.weight)
+    x = randn(1, 3, 64, 64)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        for actual, expected in zip(compiled(x), model(x)):
+            torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)

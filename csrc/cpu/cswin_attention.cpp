@@ -2,21 +2,16 @@
 //
 // One work unit is (batch, half, stripe, head): it owns the output and gradient entries of its
 // tokens and channels exclusively, so units run in parallel without synchronisation. A unit gathers
-// its stripe's rows into cache-resident tiles and runs an online (flash-style) softmax over key tiles;
-// only the stripe's real tokens take part (the last stripe is shorter, never padded).
+// its stripe's rows into cache-resident tiles and runs an online (flash-style) softmax over key
+// blocks; only the stripe's real tokens take part (the last stripe is shorter, never padded).
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <vector>
 
-#include "hrvit/gemm.h"
+#include "hrvit/attention_tiles.h"
 #include "hrvit/kernels.h"
 
 namespace hrvit {
 namespace {
-
-constexpr index_t kQueryBlock = 32;
-constexpr index_t kKeyBlock = 128;
 
 struct Unit {
   index_t batch, half, stripe, head;
@@ -27,22 +22,17 @@ index_t stripes_of(const StripeShape& s, index_t half) {
   return (side + s.stripe_width - 1) / s.stripe_width;
 }
 
-Unit unit_at(const StripeShape& s, index_t i) {
-  const index_t h_stripes = stripes_of(s, 0), v_stripes = stripes_of(s, 1);
-  const index_t per_batch = (h_stripes + v_stripes) * s.heads;
-  Unit u{i / per_batch, 0, 0, 0};
-  index_t r = i % per_batch;
-  if (r >= h_stripes * s.heads) {
-    u.half = 1;
-    r -= h_stripes * s.heads;
-  }
-  u.stripe = r / s.heads;
-  u.head = r % s.heads;
-  return u;
-}
-
 index_t unit_count(const StripeShape& s) {
   return s.batch * (stripes_of(s, 0) + stripes_of(s, 1)) * s.heads;
+}
+
+Unit unit_at(const StripeShape& s, index_t i) {
+  const index_t h_units = stripes_of(s, 0) * s.heads;
+  const index_t per_batch = h_units + stripes_of(s, 1) * s.heads;
+  index_t r = i % per_batch;
+  const index_t half = r >= h_units ? 1 : 0;
+  r -= half * h_units;
+  return {i / per_batch, half, r / s.heads, r % s.heads};
 }
 
 // Token indices of a stripe, in row-major order of the image.
@@ -63,30 +53,11 @@ index_t channel_offset(const StripeShape& s, const Unit& u) {
   return u.half * (s.channels / 2) + u.head * s.head_dim;
 }
 
-// rows[i][d] = t[batch][tokens[i]][c0 + d]; if transposed, cols[d][i] instead.
-void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tokens, index_t c0, index_t d,
-            float* dst, bool transposed) {
-  const index_t L = static_cast<index_t>(tokens.size());
-  for (index_t i = 0; i < L; ++i) {
-    const float* src = t.data + batch * t.sb + tokens[i] * t.sn + c0;
-    if (transposed)
-      for (index_t j = 0; j < d; ++j) dst[j * L + i] = src[j];
-    else
-      std::copy(src, src + d, dst + i * d);
-  }
+index_t lse_row(const StripeShape& s, const Unit& u) {
+  return (u.batch * 2 * s.heads + u.half * s.heads + u.head) * s.height * s.width;
 }
 
-// S (m x n, row stride kKeyBlock) = A (m x d) * BT[:, j0:j0+n] (BT is d x L).
-void scores(const float* A, index_t m, const float* BT, index_t L, index_t j0, index_t n, index_t d,
-            float* S) {
-  for (index_t i = 0; i < m; ++i) std::fill(S + i * kKeyBlock, S + i * kKeyBlock + n, 0.0f);
-  gemm_acc(m, n, d, A, d, BT + j0, L, S, kKeyBlock);
-}
-
-struct Workspace {
-  std::vector<index_t> tokens;
-  std::vector<float> Q, K, KT, V, VT, S, dP, T, O, dO, dQ, dK, dV, acc, m, l, D, lse;
-};
+const auto kNoHook = [](auto...) {};
 
 }  // namespace
 
@@ -98,57 +69,34 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
 #endif
   {
-    Workspace w;
-    w.S.resize(kQueryBlock * kKeyBlock);
-    w.acc.resize(kQueryBlock * d);
-    w.m.resize(kQueryBlock);
-    w.l.resize(kQueryBlock);
+    AttentionScratch w;
+    std::vector<index_t> tokens;
+    std::vector<float> Q, KT, V, O(kQueryBlock * d), row_lse(kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t ui = 0; ui < unit_count(s); ++ui) {
       const Unit u = unit_at(s, ui);
-      stripe_tokens(s, u, w.tokens);
-      const index_t L = static_cast<index_t>(w.tokens.size()), c0 = channel_offset(s, u);
-      w.Q.resize(L * d);
-      w.KT.resize(L * d);
-      w.V.resize(L * d);
-      gather(q, u.batch, w.tokens, c0, d, w.Q.data(), false);
-      for (float& x : w.Q) x *= s.scale;  // logits = (scale q) k^T
-      gather(k, u.batch, w.tokens, c0, d, w.KT.data(), true);
-      if (aliased) {  // V is the transpose of the tile already read
-        for (index_t i = 0; i < L; ++i)
-          for (index_t c = 0; c < d; ++c) w.V[i * d + c] = w.KT[c * L + i];
-      } else {
-        gather(v, u.batch, w.tokens, c0, d, w.V.data(), false);
-      }
-      float* lse_row = lse + (u.batch * 2 * s.heads + u.half * s.heads + u.head) * N;
+      stripe_tokens(s, u, tokens);
+      const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
+      Q.resize(L * d);
+      KT.resize(L * d);
+      V.resize(L * d);
+      gather(q, u.batch, tokens, c0, d, Q.data(), false);
+      for (float& x : Q) x *= s.scale;  // logits = (scale q) k^T
+      gather(k, u.batch, tokens, c0, d, KT.data(), true);
+      if (aliased)  // V is the transpose of the tile already read
+        transpose(d, L, KT.data(), L, V.data(), d);
+      else
+        gather(v, u.batch, tokens, c0, d, V.data(), false);
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
-        std::fill(w.m.begin(), w.m.end(), -std::numeric_limits<float>::infinity());
-        std::fill(w.l.begin(), w.l.end(), 0.0f);
-        std::fill(w.acc.begin(), w.acc.end(), 0.0f);
-        for (index_t j0 = 0; j0 < L; j0 += kKeyBlock) {
-          const index_t n = std::min(kKeyBlock, L - j0);
-          scores(w.Q.data() + i0 * d, m, w.KT.data(), L, j0, n, d, w.S.data());
-          for (index_t i = 0; i < m; ++i) {
-            float* __restrict__ row = w.S.data() + i * kKeyBlock;
-            const float mx = max_of(row, n, w.m[i]);
-            const float alpha = exp_approx(w.m[i] - mx);  // 0 on the first tile (m = -inf)
-            exp_shifted_inplace(row, n, mx);
-            float* acc = w.acc.data() + i * d;
-            for (index_t c = 0; c < d; ++c) acc[c] *= alpha;
-            w.l[i] = w.l[i] * alpha + sum_of(row, n);
-            w.m[i] = mx;
-          }
-          gemm_acc(m, d, n, w.S.data(), kKeyBlock, w.V.data() + j0 * d, d, w.acc.data(), d);
-        }
+        attend_rows(Q.data() + i0 * d, m, KT.data(), L, V.data(), d, L, d, w, O.data(), row_lse.data(),
+                    kNoHook);
         for (index_t i = 0; i < m; ++i) {
-          const index_t t = w.tokens[i0 + i];
-          const float inv = 1.0f / w.l[i];
-          float* dst = out + (u.batch * N + t) * C + c0;
-          for (index_t c = 0; c < d; ++c) dst[c] = w.acc[i * d + c] * inv;
-          lse_row[t] = w.m[i] + std::log(w.l[i]);
+          const index_t t = tokens[i0 + i];
+          std::copy(O.data() + i * d, O.data() + (i + 1) * d, out + (u.batch * N + t) * C + c0);
+          lse[lse_row(s, u) + t] = row_lse[i];
         }
       }
     }
@@ -163,70 +111,43 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
 #endif
   {
-    Workspace w;
-    w.S.resize(kQueryBlock * kKeyBlock);
-    w.dP.resize(kQueryBlock * kKeyBlock);
-    w.T.resize(kKeyBlock * kQueryBlock);
+    AttentionScratch w;
+    std::vector<index_t> tokens;
+    std::vector<float> Q, K, KT, VT, O, dO, dQ, dK, dV, D, L_lse;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t ui = 0; ui < unit_count(s); ++ui) {
       const Unit u = unit_at(s, ui);
-      stripe_tokens(s, u, w.tokens);
-      const index_t L = static_cast<index_t>(w.tokens.size()), c0 = channel_offset(s, u);
-      for (auto* buf : {&w.Q, &w.K, &w.KT, &w.VT, &w.O, &w.dO}) buf->resize(L * d);
-      w.dQ.assign(L * d, 0.0f);
-      w.dK.assign(L * d, 0.0f);
-      w.dV.assign(L * d, 0.0f);
-      w.D.resize(L);
-      w.lse.resize(L);
-      gather(q, u.batch, w.tokens, c0, d, w.Q.data(), false);
-      for (float& x : w.Q) x *= s.scale;  // logits = (scale q) k^T; dK below is then dS^T (scale q)
-      gather(k, u.batch, w.tokens, c0, d, w.K.data(), false);
-      transpose(L, d, w.K.data(), d, w.KT.data(), L);
+      stripe_tokens(s, u, tokens);
+      const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
+      for (auto* buf : {&Q, &K, &KT, &VT, &O, &dO}) buf->resize(L * d);
+      for (auto* buf : {&dQ, &dK, &dV}) buf->assign(L * d, 0.0f);
+      D.resize(L);
+      L_lse.resize(L);
+      gather(q, u.batch, tokens, c0, d, Q.data(), false);
+      for (float& x : Q) x *= s.scale;
+      gather(k, u.batch, tokens, c0, d, K.data(), false);
+      transpose(L, d, K.data(), d, KT.data(), L);
       if (kv_aliased)
-        w.VT = w.KT;
+        VT = KT;
       else
-        gather(v, u.batch, w.tokens, c0, d, w.VT.data(), true);
-      gather(out, u.batch, w.tokens, c0, d, w.O.data(), false);
-      gather(grad_out, u.batch, w.tokens, c0, d, w.dO.data(), false);
-      const float* lse_row = lse + (u.batch * 2 * s.heads + u.half * s.heads + u.head) * N;
+        gather(v, u.batch, tokens, c0, d, VT.data(), true);
+      gather(out, u.batch, tokens, c0, d, O.data(), false);
+      gather(grad_out, u.batch, tokens, c0, d, dO.data(), false);
+      row_dots(dO.data(), O.data(), L, d, D.data());
+      for (index_t i = 0; i < L; ++i) L_lse[i] = lse[lse_row(s, u) + tokens[i]];
+      attend_backward(Q.data(), L, K.data(), KT.data(), VT.data(), L, d, dO.data(), L_lse.data(),
+                      D.data(), w, dQ.data(), dK.data(), dV.data(), kNoHook);
       for (index_t i = 0; i < L; ++i) {
-        float dot = 0.0f;
-        for (index_t c = 0; c < d; ++c) dot += w.dO[i * d + c] * w.O[i * d + c];
-        w.D[i] = dot;
-        w.lse[i] = lse_row[w.tokens[i]];
-      }
-      for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
-        const index_t m = std::min(kQueryBlock, L - i0);
-        for (index_t j0 = 0; j0 < L; j0 += kKeyBlock) {
-          const index_t n = std::min(kKeyBlock, L - j0);
-          scores(w.Q.data() + i0 * d, m, w.KT.data(), L, j0, n, d, w.S.data());
-          scores(w.dO.data() + i0 * d, m, w.VT.data(), L, j0, n, d, w.dP.data());
-          for (index_t i = 0; i < m; ++i) {
-            float* __restrict__ p = w.S.data() + i * kKeyBlock;    // becomes P
-            float* __restrict__ ds = w.dP.data() + i * kKeyBlock;  // becomes dS
-            const float row_lse = w.lse[i0 + i], row_D = w.D[i0 + i];
-            exp_shifted_inplace(p, n, row_lse);
-            for (index_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - row_D);
-          }
-          // dQ += dS K;  dV += P^T dO;  dK += dS^T (scale q)
-          gemm_acc(m, d, n, w.dP.data(), kKeyBlock, w.K.data() + j0 * d, d, w.dQ.data() + i0 * d, d);
-          transpose(m, n, w.S.data(), kKeyBlock, w.T.data(), kQueryBlock);
-          gemm_acc(n, d, m, w.T.data(), kQueryBlock, w.dO.data() + i0 * d, d, w.dV.data() + j0 * d, d);
-          transpose(m, n, w.dP.data(), kKeyBlock, w.T.data(), kQueryBlock);
-          gemm_acc(n, d, m, w.T.data(), kQueryBlock, w.Q.data() + i0 * d, d, w.dK.data() + j0 * d, d);
-        }
-      }
-      for (index_t i = 0; i < L; ++i) {
-        const index_t row = (u.batch * N + w.tokens[i]) * C + c0;
+        const index_t row = (u.batch * N + tokens[i]) * C + c0;
         for (index_t c = 0; c < d; ++c) {
-          grad_q[row + c] = w.dQ[i * d + c] * s.scale;
+          grad_q[row + c] = dQ[i * d + c] * s.scale;
           if (kv_aliased) {
-            grad_v[row + c] = w.dV[i * d + c] + w.dK[i * d + c];
+            grad_v[row + c] = dV[i * d + c] + dK[i * d + c];
           } else {
-            grad_k[row + c] = w.dK[i * d + c];
-            grad_v[row + c] = w.dV[i * d + c];
+            grad_k[row + c] = dK[i * d + c];
+            grad_v[row + c] = dV[i * d + c];
           }
         }
       }

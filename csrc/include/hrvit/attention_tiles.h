@@ -1,0 +1,134 @@
+// Tile helpers shared by the attention kernels: gathering token rows into cache-resident tiles and
+// the score products S = A B^T on key blocks of kKeyBlock columns.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "hrvit/gemm.h"
+#include "hrvit/kernels.h"
+
+namespace hrvit {
+
+constexpr index_t kKeyBlock = 128;
+constexpr index_t kQueryBlock = 32;
+
+// One key block of an online (flash-style) softmax for m query rows: S (m x n, row stride
+// kKeyBlock) holds the scaled logits and becomes the unnormalised probabilities; the running row
+// maximum mx, row sum l and output accumulator acc (m x d) are rescaled, and acc += P V_block
+// (V_block: n x d, row stride ld_v).
+inline void online_softmax_block(float* S, index_t m, index_t n, const float* V_block, index_t ld_v,
+                                 index_t d, float* mx, float* l, float* acc) {
+  for (index_t i = 0; i < m; ++i) {
+    float* row = S + i * kKeyBlock;
+    const float new_max = max_of(row, n, mx[i]);
+    const float alpha = exp_approx(mx[i] - new_max);  // 0 on the first block (mx = -inf)
+    exp_shifted_inplace(row, n, new_max);
+    for (index_t c = 0; c < d; ++c) acc[i * d + c] *= alpha;
+    l[i] = l[i] * alpha + sum_of(row, n);
+    mx[i] = new_max;
+  }
+  gemm_acc(m, d, n, S, kKeyBlock, V_block, ld_v, acc, d);
+}
+
+// Backward of softmax on one block: S (scaled logits) becomes P = exp(S - lse) and dP (= dO V^T)
+// becomes dS = P * (dP - D), row by row.
+inline void softmax_backward_block(float* S, float* dP, index_t m, index_t n, const float* lse,
+                                   const float* D) {
+  for (index_t i = 0; i < m; ++i) {
+    float* __restrict__ p = S + i * kKeyBlock;
+    float* __restrict__ ds = dP + i * kKeyBlock;
+    exp_shifted_inplace(p, n, lse[i]);
+    for (index_t j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - D[i]);
+  }
+}
+
+// rows[i][d] = t[batch][tokens[i]][c0 + d]; if transposed, cols[d][i] instead.
+inline void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tokens, index_t c0, index_t d,
+            float* dst, bool transposed) {
+  const index_t L = static_cast<index_t>(tokens.size());
+  for (index_t i = 0; i < L; ++i) {
+    const float* src = t.data + batch * t.sb + tokens[i] * t.sn + c0;
+    if (transposed)
+      for (index_t j = 0; j < d; ++j) dst[j * L + i] = src[j];
+    else
+      std::copy(src, src + d, dst + i * d);
+  }
+}
+
+// S (m x n, row stride kKeyBlock) = A (m x d) * BT[:, j0:j0+n] (BT is d x L, row stride ld_bt).
+inline void scores(const float* A, index_t m, const float* BT, index_t ld_bt, index_t j0, index_t n,
+                   index_t d, float* S) {
+  for (index_t i = 0; i < m; ++i) std::fill(S + i * kKeyBlock, S + i * kKeyBlock + n, 0.0f);
+  gemm_acc(m, n, d, A, d, BT + j0, ld_bt, S, kKeyBlock);
+}
+
+// Scratch of one thread for the two functions below.
+struct AttentionScratch {
+  std::vector<float> S = std::vector<float>(kQueryBlock * kKeyBlock);
+  std::vector<float> dP = std::vector<float>(kQueryBlock * kKeyBlock);
+  std::vector<float> T = std::vector<float>(kKeyBlock * kQueryBlock);
+  std::vector<float> mx = std::vector<float>(kQueryBlock), l = std::vector<float>(kQueryBlock);
+};
+
+// One head's attention for m <= kQueryBlock query rows Q (m x d, already multiplied by the scale)
+// against Lk keys (KT: d x Lk, row stride ld_kt) and values (V: Lk x d, row stride ld_v). Writes the
+// normalised output rows to out (m x d) and each row's log-sum-exp to lse. on_logits(j0, n, S) sees
+// each key block's scaled logits (row stride kKeyBlock) before the softmax.
+template <typename OnLogits>
+void attend_rows(const float* Q, index_t m, const float* KT, index_t ld_kt, const float* V, index_t ld_v,
+                 index_t Lk, index_t d, AttentionScratch& w, float* out, float* lse, OnLogits on_logits) {
+  std::fill(w.mx.begin(), w.mx.begin() + m, -std::numeric_limits<float>::infinity());
+  std::fill(w.l.begin(), w.l.begin() + m, 0.0f);
+  std::fill(out, out + m * d, 0.0f);
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+    const index_t n = std::min(kKeyBlock, Lk - j0);
+    scores(Q, m, KT, ld_kt, j0, n, d, w.S.data());
+    on_logits(j0, n, w.S.data());
+    online_softmax_block(w.S.data(), m, n, V + j0 * ld_v, ld_v, d, w.mx.data(), w.l.data(), out);
+  }
+  for (index_t i = 0; i < m; ++i) {
+    const float inv = 1.0f / w.l[i];
+    for (index_t c = 0; c < d; ++c) out[i * d + c] *= inv;
+    lse[i] = w.mx[i] + std::log(w.l[i]);
+  }
+}
+
+// Gradients of one head's attention (flash-style, from the saved log-sum-exp): Q (Lq x d, already
+// scaled), K (Lk x d) and KT, VT (d x Lk), dO (Lq x d), lse and D = rowsum(dO * O) (Lq). Accumulates
+// into dQ (Lq x d; the caller multiplies by the scale), dK (Lk x d) and dV (Lk x d).
+// on_dlogits(i0, m, j0, n, dS) may add to each block's logit gradient (row stride kKeyBlock).
+template <typename OnDLogits>
+void attend_backward(const float* Q, index_t Lq, const float* K, const float* KT, const float* VT,
+                     index_t Lk, index_t d, const float* dO, const float* lse, const float* D,
+                     AttentionScratch& w, float* dQ, float* dK, float* dV, OnDLogits on_dlogits) {
+  for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
+    const index_t m = std::min(kQueryBlock, Lq - i0);
+    for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+      const index_t n = std::min(kKeyBlock, Lk - j0);
+      scores(Q + i0 * d, m, KT, Lk, j0, n, d, w.S.data());
+      scores(dO + i0 * d, m, VT, Lk, j0, n, d, w.dP.data());
+      softmax_backward_block(w.S.data(), w.dP.data(), m, n, lse + i0, D + i0);
+      on_dlogits(i0, m, j0, n, w.dP.data());
+      // dQ += dS K;  dV += P^T dO;  dK += dS^T (scale q)
+      gemm_acc(m, d, n, w.dP.data(), kKeyBlock, K + j0 * d, d, dQ + i0 * d, d);
+      transpose(m, n, w.S.data(), kKeyBlock, w.T.data(), kQueryBlock);
+      gemm_acc(n, d, m, w.T.data(), kQueryBlock, dO + i0 * d, d, dV + j0 * d, d);
+      transpose(m, n, w.dP.data(), kKeyBlock, w.T.data(), kQueryBlock);
+      gemm_acc(n, d, m, w.T.data(), kQueryBlock, Q + i0 * d, d, dK + j0 * d, d);
+    }
+  }
+}
+
+// D[i] = sum_c dO[i][c] * O[i][c] for L rows of d.
+inline void row_dots(const float* dO, const float* O, index_t L, index_t d, float* D) {
+  for (index_t i = 0; i < L; ++i) {
+    float dot = 0.0f;
+    for (index_t c = 0; c < d; ++c) dot += dO[i * d + c] * O[i * d + c];
+    D[i] = dot;
+  }
+}
+
+}  // namespace hrvit
