@@ -89,9 +89,19 @@ def test_attention_to_mask_bad_input(change, exc, pattern):
         hk.attention_to_mask(**args)
 
 
-def test_unimplemented_backend_raises_with_the_choices():
-    with pytest.raises(NotImplementedError, match=r"cswin_attention: backend 'triton' is not implemented.*available: auto, cpp, reference"):
+def test_backend_that_cannot_run_raises_and_says_why(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match=r"cswin_attention: backend 'triton' cannot run this call: tensors are "
+                                           r"on cpu; the Triton kernels need CUDA tensors"):
         hk.cswin_attention(**_cswin_args(), backend="triton")
+
+
+def test_backend_an_op_does_not_offer_raises_with_the_choices():
+    from hrvit_kernels.ops import _dispatch
+
+    with pytest.raises(NotImplementedError, match=r"my_op: backend 'cpp' is not implemented for this op; "
+                                                  r"available: auto, reference"):
+        _dispatch.choose_backend("my_op", "cpp", (randn(2),), {"reference": _dispatch.always})
 
 
 def test_models_reject_bad_input():

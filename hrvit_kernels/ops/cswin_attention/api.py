@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _dispatch
+from hrvit_kernels.ops import _checks, _dispatch, _triton_common
 from hrvit_kernels.ops.cswin_attention import cpu
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
-from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp
+from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
 
 OP = "cswin_attention"
 
@@ -43,7 +43,8 @@ def _validate(q, k, v, hw, stripe_width, head_dim, scale):
     return (H, W), heads, used
 
 
-AVAILABLE = {"cpp": cpu.available, "reference": _dispatch.always}
+AVAILABLE = {"triton": _triton_common.available, "cpp": cpu.available, "reference": _dispatch.always}
+KERNELS = {"triton": cswin_attention_triton, "cpp": cswin_attention_cpp}
 
 
 def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, stripe_width: int,
@@ -59,8 +60,8 @@ def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, strip
     hw, heads, used = _validate(q, k, v, hw, stripe_width, head_dim, scale)
     scale = used ** -0.5 if scale is None else float(scale)
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
-    if backend == "cpp":
-        # k is v (HRViT): pass it once, so the kernel reads it once and returns one gradient.
-        out, _ = cswin_attention_cpp(q, k, None if k is v else v, *hw, stripe_width, heads, used, scale)
-        return out
-    return cswin_attention_reference(q, k, v, hw, stripe_width, heads, scale)
+    if backend == "reference":
+        return cswin_attention_reference(q, k, v, hw, stripe_width, heads, scale)
+    # k is v (HRViT): pass it once, so the kernel reads it once and returns one gradient.
+    out, _ = KERNELS[backend](q, k, None if k is v else v, *hw, stripe_width, heads, used, scale)
+    return out

@@ -1,10 +1,13 @@
-"""torch.library custom ops of the C++ stripe-attention kernels: fake functions, autograd and FLOP
+"""torch.library custom ops of the stripe-attention kernels (``hrvit::cswin_attention_cpp`` and
+``hrvit::cswin_attention_triton``, each with a ``_bwd`` op): fake functions, autograd and FLOP
 formula, so that autograd, torch.compile(fullgraph=True), opcheck and FlopCounterMode work.
 
 ``v`` is optional: None means k is v (HRViT), which the kernels read once and whose gradient they
-return as one tensor."""
+return as one tensor. Both backends' kernel modules expose the same ``forward`` and ``backward``.
+"""
 from __future__ import annotations
 
+import importlib
 from typing import Optional
 
 import torch
@@ -12,48 +15,10 @@ import torch.utils.flop_counter
 from torch import Tensor
 
 from hrvit_kernels.flops import CUSTOM_OP_MACS
-from hrvit_kernels.ops.cswin_attention import cpu
 
-
-@torch.library.custom_op("hrvit::cswin_attention_cpp", mutates_args=())
-def cswin_attention_cpp(q: Tensor, k: Tensor, v: Optional[Tensor], H: int, W: int, stripe_width: int,
-                        heads: int, head_dim: int, scale: float) -> tuple[Tensor, Tensor]:
-    return cpu.forward(q, k, v, H, W, stripe_width, heads, head_dim, scale)
-
-
-@cswin_attention_cpp.register_fake
-def _(q, k, v, H, W, stripe_width, heads, head_dim, scale):
-    B, N, _ = q.shape
-    return q.new_empty(q.shape), q.new_empty((B, 2 * heads, N), dtype=torch.float32)
-
-
-@torch.library.custom_op("hrvit::cswin_attention_cpp_bwd", mutates_args=())
-def cswin_attention_cpp_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Optional[Tensor], out: Tensor,
-                            lse: Tensor, H: int, W: int, stripe_width: int, heads: int, head_dim: int,
-                            scale: float) -> list[Tensor]:
-    grads = cpu.backward(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale)
-    return [g for g in grads if g is not None]
-
-
-@cswin_attention_cpp_bwd.register_fake
-def _(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale):
-    return [q.new_empty(q.shape) for _ in range(2 if v is None else 3)]
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, *ctx.config = inputs
-    out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-
-
-def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse = ctx.saved_tensors
-    grads = torch.ops.hrvit.cswin_attention_cpp_bwd(grad_out, q, k, v, out, lse, *ctx.config)
-    grad_v = grads[2] if v is not None else None
-    return (grads[0], grads[1], grad_v) + (None,) * len(ctx.config)
-
-
-cswin_attention_cpp.register_autograd(_backward, setup_context=_setup_context)
+# Backend -> module with forward/backward; triton's is imported on first use only.
+KERNEL_MODULES = {"cpp": "hrvit_kernels.ops.cswin_attention.cpu",
+                  "triton": "hrvit_kernels.ops.cswin_attention.triton_kernels"}
 
 
 def stripe_attention_macs(batch: int, H: int, W: int, channels: int, stripe_width: int) -> int:
@@ -66,21 +31,57 @@ def stripe_attention_macs(batch: int, H: int, W: int, channels: int, stripe_widt
     return batch * total
 
 
-def _macs(args, out=None) -> int:
-    q, H, W, stripe_width = args[0], args[3], args[4], args[5]
-    return stripe_attention_macs(q.shape[0], H, W, q.shape[2], stripe_width)
+def _define(backend: str):
+    def kernels():
+        return importlib.import_module(KERNEL_MODULES[backend])
+
+    @torch.library.custom_op(f"hrvit::cswin_attention_{backend}", mutates_args=())
+    def fwd(q: Tensor, k: Tensor, v: Optional[Tensor], H: int, W: int, stripe_width: int, heads: int,
+            head_dim: int, scale: float) -> tuple[Tensor, Tensor]:
+        return kernels().forward(q, k, v, H, W, stripe_width, heads, head_dim, scale)
+
+    @fwd.register_fake
+    def _(q, k, v, H, W, stripe_width, heads, head_dim, scale):
+        B, N, _ = q.shape
+        return q.new_empty(q.shape), q.new_empty((B, 2 * heads, N), dtype=torch.float32)
+
+    @torch.library.custom_op(f"hrvit::cswin_attention_{backend}_bwd", mutates_args=())
+    def bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Optional[Tensor], out: Tensor, lse: Tensor, H: int,
+            W: int, stripe_width: int, heads: int, head_dim: int, scale: float) -> list[Tensor]:
+        grads = kernels().backward(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale)
+        return [g for g in grads if g is not None]
+
+    @bwd.register_fake
+    def _(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale):
+        return [q.new_empty(q.shape) for _ in range(2 if v is None else 3)]
+
+    def setup_context(ctx, inputs, output):
+        q, k, v, *ctx.config = inputs
+        out, lse = output
+        ctx.save_for_backward(q, k, v, out, lse)
+
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, out, lse = ctx.saved_tensors
+        grads = bwd(grad_out, q, k, v, out, lse, *ctx.config)
+        grad_v = grads[2] if v is not None else None
+        return (grads[0], grads[1], grad_v) + (None,) * len(ctx.config)
+
+    fwd.register_autograd(backward, setup_context=setup_context)
+
+    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"cswin_attention_{backend}"))
+    def _flops(q_shape, k_shape, v_shape, H, W, stripe_width, *args, **kwargs) -> int:
+        return 2 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
+
+    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"cswin_attention_{backend}_bwd"))
+    def _flops_bwd(grad_shape, q_shape, k_shape, v_shape, out_shape, lse_shape, H, W, stripe_width,
+                   *args, **kwargs) -> int:
+        # Recomputed q k^T, then dV, dP, dQ and dK: five products of the forward's size.
+        return 5 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
+
+    CUSTOM_OP_MACS[getattr(torch.ops.hrvit, f"cswin_attention_{backend}").default] = (
+        lambda args, out: stripe_attention_macs(args[0].shape[0], args[3], args[4], args[0].shape[2], args[5]))
+    return fwd
 
 
-@torch.utils.flop_counter.register_flop_formula(torch.ops.hrvit.cswin_attention_cpp)
-def _flops(q_shape, k_shape, v_shape, H, W, stripe_width, *args, **kwargs) -> int:
-    return 2 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
-
-
-@torch.utils.flop_counter.register_flop_formula(torch.ops.hrvit.cswin_attention_cpp_bwd)
-def _flops_bwd(grad_shape, q_shape, k_shape, v_shape, out_shape, lse_shape, H, W, stripe_width,
-               *args, **kwargs) -> int:
-    # Recomputed q k^T, then dV, dP, dQ and dK: five products of the forward's size each half.
-    return 5 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
-
-
-CUSTOM_OP_MACS[torch.ops.hrvit.cswin_attention_cpp.default] = _macs
+cswin_attention_cpp = _define("cpp")
+cswin_attention_triton = _define("triton")
