@@ -6,31 +6,44 @@
 #include <algorithm>
 #include <vector>
 
+#include "hrvit/gemm.h"
 #include "hrvit/kernels.h"
 
 namespace hrvit {
 namespace {
 
-constexpr index_t kBlock = 16;
+constexpr index_t kBlock = 2 * kLanes;  // channels per register block: two vectors
 
-// Channels [c0, c0 + len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel
-// (h, w) of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in.
-template <int K, index_t Len>
-inline void conv_pixel(const float* __restrict__ src, index_t sn, index_t H, index_t W, index_t h,
-                       index_t w, const float* __restrict__ wt, index_t c, const float* bias,
-                       float* __restrict__ acc, index_t len) {
+// Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
+// of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j].
+// Full blocks use vector registers; a partial last block runs the same loop on scalars.
+template <int K>
+inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
+                       const float* wt, index_t c, const float* bias, float* acc, index_t len) {
   constexpr index_t r = K / 2;
-  const index_t n = Len > 0 ? Len : len;
-  for (index_t j = 0; j < n; ++j) acc[j] = bias ? bias[j] : 0.0f;
   const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
   const index_t dx0 = std::max(-r, -w), dx1 = std::min(r, W - 1 - w);
-  for (index_t dy = dy0; dy <= dy1; ++dy) {
-    for (index_t dx = dx0; dx <= dx1; ++dx) {
-      const float* __restrict__ in = src + ((h + dy) * W + (w + dx)) * sn;
-      const float* __restrict__ k = wt + ((dy + r) * K + (dx + r)) * c;
-      for (index_t j = 0; j < n; ++j) acc[j] += k[j] * in[j];
+  if (len == kBlock) {
+    vecf a0 = bias ? load(bias) : vecf{}, a1 = bias ? load(bias + kLanes) : vecf{};
+    for (index_t dy = dy0; dy <= dy1; ++dy) {
+      for (index_t dx = dx0; dx <= dx1; ++dx) {
+        const float* in = src + ((h + dy) * W + (w + dx)) * sn;
+        const float* k = wt + ((dy + r) * K + (dx + r)) * c;
+        a0 += load(k) * load(in);
+        a1 += load(k + kLanes) * load(in + kLanes);
+      }
     }
+    store(acc, a0);
+    store(acc + kLanes, a1);
+    return;
   }
+  for (index_t j = 0; j < len; ++j) acc[j] = bias ? bias[j] : 0.0f;
+  for (index_t dy = dy0; dy <= dy1; ++dy)
+    for (index_t dx = dx0; dx <= dx1; ++dx) {
+      const float* in = src + ((h + dy) * W + (w + dx)) * sn;
+      const float* k = wt + ((dy + r) * K + (dx + r)) * c;
+      for (index_t j = 0; j < len; ++j) acc[j] += k[j] * in[j];
+    }
 }
 
 // One output row of a K x K depthwise conv over channels [0, c) of `src` (token stride sn) into
@@ -41,14 +54,7 @@ void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, con
   for (index_t c0 = 0; c0 < c; c0 += kBlock) {
     const index_t len = std::min(kBlock, c - c0);
     const float* b = bias ? bias + c0 : nullptr;
-    for (index_t w = 0; w < W; ++w) {
-      float acc[kBlock];
-      if (len == kBlock)
-        conv_pixel<K, kBlock>(src + c0, sn, H, W, h, w, wt + c0, c, b, acc, len);
-      else
-        conv_pixel<K, 0>(src + c0, sn, H, W, h, w, wt + c0, c, b, acc, len);
-      std::copy(acc, acc + len, dst + w * dn + c0);
-    }
+    for (index_t w = 0; w < W; ++w) conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
   }
 }
 
@@ -75,29 +81,41 @@ template <int K>
 void weight_grad_row(const float* x, index_t x_sn, const float* g, index_t g_sn, index_t H, index_t W,
                      index_t h, index_t c, float* wgrad, float* bgrad) {
   constexpr index_t r = K / 2;
-  for (index_t c0 = 0; c0 < c; c0 += kBlock) {
-    const index_t len = std::min(kBlock, c - c0);
-    float acc[kBlock] = {};
-    for (index_t w = 0; w < W; ++w)
-      for (index_t j = 0; j < len; ++j) acc[j] += g[w * g_sn + c0 + j];
-    for (index_t j = 0; j < len; ++j) bgrad[c0 + j] += acc[j];
-    for (index_t dy = std::max(-r, -h); dy <= std::min(r, H - 1 - h); ++dy) {
-      const float* xrow = x + (h + dy) * W * x_sn;
+  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  index_t c0 = 0;
+  for (; c0 + kBlock <= c; c0 += kBlock) {  // full blocks in vector registers
+    vecf b0{}, b1{};
+    for (index_t w = 0; w < W; ++w) {
+      b0 += load(g + w * g_sn + c0);
+      b1 += load(g + w * g_sn + c0 + kLanes);
+    }
+    store(bgrad + c0, load(bgrad + c0) + b0);
+    store(bgrad + c0 + kLanes, load(bgrad + c0 + kLanes) + b1);
+    for (index_t dy = dy0; dy <= dy1; ++dy) {
+      const float* xrow = x + (h + dy) * W * x_sn + c0;
       for (index_t dx = -r; dx <= r; ++dx) {
-        std::fill(acc, acc + kBlock, 0.0f);
+        vecf a0{}, a1{};
         for (index_t w = std::max<index_t>(0, -dx); w < std::min(W, W - dx); ++w) {
-          const float* __restrict__ gw = g + w * g_sn + c0;
-          const float* __restrict__ xw = xrow + (w + dx) * x_sn + c0;
-          if (len == kBlock) {
-            for (index_t j = 0; j < kBlock; ++j) acc[j] += gw[j] * xw[j];
-          } else {
-            for (index_t j = 0; j < len; ++j) acc[j] += gw[j] * xw[j];
-          }
+          const float* gw = g + w * g_sn + c0;
+          const float* xw = xrow + (w + dx) * x_sn;
+          a0 += load(gw) * load(xw);
+          a1 += load(gw + kLanes) * load(xw + kLanes);
         }
         float* dst = wgrad + ((dy + r) * K + (dx + r)) * c + c0;
-        for (index_t j = 0; j < len; ++j) dst[j] += acc[j];
+        store(dst, load(dst) + a0);
+        store(dst + kLanes, load(dst + kLanes) + a1);
       }
     }
+  }
+  for (; c0 < c; ++c0) {  // leftover channels, one at a time
+    for (index_t w = 0; w < W; ++w) bgrad[c0] += g[w * g_sn + c0];
+    for (index_t dy = dy0; dy <= dy1; ++dy)
+      for (index_t dx = -r; dx <= r; ++dx) {
+        float sum = 0.0f;
+        for (index_t w = std::max<index_t>(0, -dx); w < std::min(W, W - dx); ++w)
+          sum += g[w * g_sn + c0] * x[((h + dy) * W + w + dx) * x_sn + c0];
+        wgrad[((dy + r) * K + (dx + r)) * c + c0] += sum;
+      }
   }
 }
 

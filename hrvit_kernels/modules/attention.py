@@ -29,7 +29,9 @@ class HRViTAttention(nn.Module):
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
         q, v = self.to_qkv(x).chunk(2, dim=-1)
-        conv = self.parallel_conv(v.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+        # Tokens viewed as a channels-last NCHW image and back: no copies around the conv.
+        image = v.unflatten(1, (H, W)).permute(0, 3, 1, 2)
+        conv = self.parallel_conv(image).permute(0, 2, 3, 1).reshape(B, N, C)
         out = cswin_attention(q, v, v, (H, W), self.stripe_width, self.head_dim)
         out = self.to_out(F.hardswish(out + conv))
         return self.attn_bn(out.reshape(B * N, C)).reshape(B, N, C)

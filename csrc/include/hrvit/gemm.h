@@ -17,6 +17,9 @@ constexpr index_t kLanes = 4;
 #endif
 typedef float vecf __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)));
 
+inline vecf load(const float* p) { return *reinterpret_cast<const vecf*>(p); }
+inline void store(float* p, vecf v) { *reinterpret_cast<vecf*>(p) = v; }
+
 namespace detail {
 
 // C[0:MR, 0:kLanes*NV] += A[0:MR, 0:K] B[0:K, 0:kLanes*NV], the C tile held in vector registers.

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrvit_kernels.ops import _dispatch
+
 
 class _Conv(nn.Module):
     """Holds a 1x1 convolution under the name ``conv`` (mmseg's ConvModule naming)."""
@@ -43,6 +45,29 @@ class SegFormerHead(nn.Module):
         if len(maps) != len(self.convs):
             raise ValueError(f"SegFormerHead: expected {len(self.convs)} feature maps, got {len(maps)}")
         size = maps[0].shape[-2:]
-        outs = [F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
-                for conv, x in zip(self.convs, maps)]
-        return self.conv_seg(self.dropout(self.fusion_conv(torch.cat(outs, dim=1))))
+        if _dispatch.default_backend() == "reference":  # the release's sequence
+            outs = [F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
+                    for conv, x in zip(self.convs, maps)]
+            fused = self.fusion_conv.conv(torch.cat(outs, dim=1))
+        else:
+            fused = self._folded_fusion(maps, size)
+        return self.conv_seg(self.dropout(F.relu(self.fusion_conv.bn(fused))))
+
+    def _folded_fusion(self, maps, size) -> torch.Tensor:
+        """The fusion conv applied before the resize, folded into each level's conv.
+
+        1x1 convs and bilinear resizing (weights sum to 1) commute, so
+        W_fuse . cat_i(resize(W_i x_i + b_i)) = sum_i resize((W_fuse,i W_i) x_i + W_fuse,i b_i):
+        the same result without the 4D-channel concatenation or the 4D -> D conv at stride 4.
+        """
+        D = self.channels
+        fuse = self.fusion_conv.conv.weight.reshape(D, len(self.convs), D)
+        total = None
+        for i, (conv, x) in enumerate(zip(self.convs, maps)):
+            w = fuse[:, i] @ conv.conv.weight.reshape(D, -1)
+            b = fuse[:, i] @ conv.conv.bias
+            y = F.conv2d(x, w.reshape(D, -1, 1, 1), b)
+            if y.shape[-2:] != size:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            total = y if total is None else total + y
+        return total
