@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--op-variants", nargs="*", default=["b1"], choices=["b1", "b2", "b3"],
                    help="HRViT variants whose stage shapes the op rows use (none: skip op rows)")
     p.add_argument("--no-atm", action="store_true", help="skip the attention-to-mask op rows")
+    p.add_argument("--baselines", nargs="*", default=None, choices=["compile", "sdpa", "flex"],
+                   help="baselines for the op rows (default: all on CUDA, none on CPU where compiling "
+                        "them takes minutes)")
     p.add_argument("--train", action="store_true", help="also time forward+backward (training step)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
@@ -64,23 +67,41 @@ def op_backends(op: str, requested, tensors) -> list[str]:
 
 
 def make_op_inputs(case: OpCase, device, dtype, requires_grad: bool):
+    """(inputs, call): call(impl) runs the op on the inputs with backend ``impl`` (a name) or with a
+    baseline callable of the op's signature."""
     s = case.shape
     r = lambda *shape: torch.randn(*shape, device=device, dtype=dtype).requires_grad_(requires_grad)  # noqa: E731
     if case.op == "cswin_attention":
-        N = s["H"] * s["W"]
-        q, v = r(s["B"], N, s["C"]), r(s["B"], N, s["C"])
-        call = lambda backend: hk.cswin_attention(q, v, v, (s["H"], s["W"]), s["stripe_width"],  # noqa: E731
-                                                  s["head_dim"], backend=backend)
-        return (q, v), call
-    if case.op == "mix_conv_gelu":
+        q, v = r(s["B"], s["H"] * s["W"], s["C"]), r(s["B"], s["H"] * s["W"], s["C"])
+        inputs, args, op = (q, v), (q, v, v, (s["H"], s["W"]), s["stripe_width"], s["head_dim"]), hk.cswin_attention
+    elif case.op == "mix_conv_gelu":
         R, split = s["R"], s["R"] // 2
-        x = r(s["B"], s["H"] * s["W"], R)
-        params = (r(split, 1, 3, 3), r(split), r(R - split, 1, 5, 5), r(R - split))
-        call = lambda backend: hk.mix_conv_gelu(x, (s["H"], s["W"]), *params, backend=backend)  # noqa: E731
-        return (x, *params), call
-    q, k, v = r(s["B"], s["Q"], s["C"]), r(s["B"], s["L"], s["C"]), r(s["B"], s["L"], s["C"])
-    call = lambda backend: hk.attention_to_mask(q, k, v, s["heads"], backend=backend)  # noqa: E731
-    return (q, k, v), call
+        inputs = (r(s["B"], s["H"] * s["W"], R), r(split, 1, 3, 3), r(split), r(R - split, 1, 5, 5), r(R - split))
+        args, op = (inputs[0], (s["H"], s["W"]), *inputs[1:]), hk.mix_conv_gelu
+    else:
+        inputs = (r(s["B"], s["Q"], s["C"]), r(s["B"], s["L"], s["C"]), r(s["B"], s["L"], s["C"]))
+        args, op = (*inputs, s["heads"]), hk.attention_to_mask
+    return inputs, lambda impl: op(*args, backend=impl) if isinstance(impl, str) else impl(*args)
+
+
+def minimal_traffic_bytes(case: OpCase, dtype) -> int:
+    """Each input read once and each output written once (k = v read once for the stripe attention)."""
+    s, size = case.shape, torch.finfo(dtype).bits // 8
+    if case.op == "cswin_attention":
+        return 3 * s["B"] * s["H"] * s["W"] * s["C"] * size
+    if case.op == "mix_conv_gelu":
+        return 2 * s["B"] * s["H"] * s["W"] * s["R"] * size
+    return (2 * s["B"] * s["Q"] * s["C"] + 2 * s["B"] * s["L"] * s["C"] + s["B"] * s["Q"] * s["L"]) * size
+
+
+def copy_bandwidth_gbs(device) -> float | None:
+    """Measured device copy bandwidth (bytes read + written per second), the roofline for the ops."""
+    if device.type != "cuda":
+        return None
+    x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    t = measure(lambda: y.copy_(x), device, warmup=3, repeats=20)
+    return 2 * x.numel() / (t["median_ms"] * 1e-3) / 1e9
 
 
 def backward_of(call, inputs):
@@ -123,23 +144,40 @@ def bench_model(name, args, device, dtype, progress):
     return row
 
 
-def bench_op(case: OpCase, args, device, dtype, progress):
+def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
+    from baselines import baseline
+
     inputs, call = make_op_inputs(case, device, dtype, requires_grad=True)
     row = {"op": case.op, "label": case.label, "shape": case.shape, "latency": {}, "max_abs_error": {}}
     with torch.no_grad():
         expected = call("reference")
     expected = expected if isinstance(expected, tuple) else (expected,)
-    for backend in op_backends(case.op, args.backends, inputs):
+    impls = {b: b for b in op_backends(case.op, args.backends, inputs)}
+    impls.update({f"baseline:{name}": baseline(case.op, name) for name in args.baselines
+                  if baseline(case.op, name) is not None})
+    for label, impl in impls.items():
         with torch.no_grad():
-            out = call(backend)
+            out = call(impl)
             out = out if isinstance(out, tuple) else (out,)
-            row["max_abs_error"][backend] = max((a.float() - e.float()).abs().max().item()
-                                                for a, e in zip(out, expected))
-            fwd = measure(lambda: call(backend), device, args.warmup, args.repeats)
-        fwd_bwd = measure(lambda: backward_of(call, inputs)(backend), device, args.warmup, args.repeats)
-        row["latency"][backend] = {"forward": fwd, "forward_backward": fwd_bwd}
-        progress.step(f"{case.describe()} [{backend}] fwd {fwd['median_ms']:.2f} ms, "
-                      f"fwd+bwd {fwd_bwd['median_ms']:.2f} ms")
+            row["max_abs_error"][label] = max((a.float() - e.float()).abs().max().item()
+                                              for a, e in zip(out, expected))
+            fwd = measure(lambda: call(impl), device, args.warmup, args.repeats)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            fwd_bwd = measure(lambda: backward_of(call, inputs)(impl), device, args.warmup, args.repeats)
+        except NotImplementedError as exc:  # flex_attention has no CPU backward
+            fwd_bwd = None
+            row.setdefault("notes", {})[label] = f"no backward: {exc}"
+        entry = {"forward": fwd} if fwd_bwd is None else {"forward": fwd, "forward_backward": fwd_bwd}
+        if device.type == "cuda":
+            entry["peak_memory_fwd_bwd_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+            gbs = minimal_traffic_bytes(case, dtype) / (fwd["median_ms"] * 1e-3) / 1e9
+            entry["forward_gbs"] = gbs
+            entry["forward_share_of_copy_bandwidth"] = gbs / copy_gbs
+        row["latency"][label] = entry
+        progress.step(f"{case.describe()} [{label}] fwd {fwd['median_ms']:.2f} ms"
+                      + (f", fwd+bwd {fwd_bwd['median_ms']:.2f} ms" if fwd_bwd else ""))
     return row
 
 
@@ -175,14 +213,22 @@ def to_markdown(report: dict) -> str:
                              f" | {fs.get(b, float('nan')):.2f}x | "
                              + (f"{train['median_ms']:.1f} | {ts[b]:.2f}x |" if train else "— | — |"))
     if report["ops"]:
-        lines += ["", "## Ops", "", "| op | shape | backend | forward ms | speedup | fwd+bwd ms | speedup | max abs err |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
+                  + (f"Bandwidth: minimal traffic / forward time, as a share of the measured copy bandwidth "
+                     f"({env['copy_bandwidth_gbs']:.0f} GB/s)." if env.get("copy_bandwidth_gbs") else ""), "",
+                  "| op | shape | backend | forward ms | speedup | fwd+bwd ms | speedup | max abs err | fwd GB/s (share) | peak MiB fwd+bwd |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in report["ops"]:
             fs, bs = speedups(r["latency"], "forward"), speedups(r["latency"], "forward_backward")
             shape = r["label"] + " " + ",".join(f"{k}={v}" for k, v in r["shape"].items())
             for b, v in r["latency"].items():
+                gbs = (f"{v['forward_gbs']:.0f} ({v['forward_share_of_copy_bandwidth']:.0%})"
+                       if "forward_gbs" in v else "—")
+                mem = f"{v['peak_memory_fwd_bwd_mib']:.0f}" if "peak_memory_fwd_bwd_mib" in v else "—"
+                fb = (f"{v['forward_backward']['median_ms']:.2f} | {bs[b]:.2f}x" if "forward_backward" in v
+                      else "— | —")
                 lines.append(f"| {r['op']} | {shape} | {b} | {v['forward']['median_ms']:.2f} | {fs[b]:.2f}x | "
-                             f"{v['forward_backward']['median_ms']:.2f} | {bs[b]:.2f}x | {r['max_abs_error'][b]:.1e} |")
+                             f"{fb} | {r['max_abs_error'][b]:.1e} | {gbs} | {mem} |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
@@ -190,18 +236,22 @@ def to_markdown(report: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if args.baselines is None:
+        args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else []
     op_cases = [c for v in args.op_variants for c in hrvit_stage_cases(v, args.size, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
     backends_per_model = len(model_backends(args.backends, device))
-    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + 2 * len(op_cases))
+    impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
+    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases))
     report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
               "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "models": [], "ops": []}
     for name in args.models:
         report["models"].append(bench_model(name, args, device, dtype, progress))
+    report["environment"]["copy_bandwidth_gbs"] = copy_gbs = copy_bandwidth_gbs(device)
     for case in op_cases:
-        report["ops"].append(bench_op(case, args, device, dtype, progress))
+        report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / device_slug(report["environment"])
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
