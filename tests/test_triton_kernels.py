@@ -117,3 +117,42 @@ def test_every_shipped_configuration_compiles_for_sm80_and_sm90(tmp_path):
     assert rows and all(r["ok"] for r in rows)
     assert {r["arch"] for r in rows} == {"sm_80", "sm_90"}
     assert all(r["registers"] and r["registers"] <= 255 for r in rows)
+
+
+# ---------------------------------------------------------------- MixCFN convolution
+
+# (B, H, W, R): odd sizes, a channel block straddling the split (R/2 not a multiple of the block),
+# R = 2, batch 1.
+MIX_CASES = [(2, 5, 7, 8), (1, 9, 4, 22), (1, 3, 3, 2), (2, 6, 6, 36)]
+
+
+def _mix(backend, H, W):
+    return lambda x, *p: hk.mix_conv_gelu(x, (H, W), *p, backend=backend)
+
+
+def _mix_inputs(B, H, W, R, dtype):
+    split = R // 2
+    shapes = [(B, H * W, R), (split, 1, 3, 3), (split,), (R - split, 1, 5, 5), (R - split,)]
+    return tuple(randn(*s, dtype=dtype, device=DEVICE, requires_grad=True) for s in shapes)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,W,R", MIX_CASES)
+def test_mix_conv_gelu_triton_matches_reference(B, H, W, R, dtype):
+    _compare(_mix("triton", H, W), _mix("reference", H, W), _mix_inputs(B, H, W, R, dtype), dtype, "mix_conv_gelu")
+
+
+def test_mix_conv_gelu_triton_strided_input_and_deterministic_weight_grads():
+    B, H, W, R = 1, 4, 5, 12
+    x, *params = _mix_inputs(B, H, W, R, torch.float32)
+    x = non_contiguous(x)
+    _compare(_mix("triton", H, W), _mix("reference", H, W), (x, *params), torch.float32, "strided")
+    _, grads1, g = forward_backward(_mix("triton", H, W), (x, *params))
+    _, grads2, _ = forward_backward(_mix("triton", H, W), (x, *params), g)
+    for a, b in zip(grads1, grads2):
+        assert torch.equal(a, b)
+
+
+def test_mix_conv_gelu_triton_opcheck():
+    x, w3, b3, w5, b5 = _mix_inputs(1, 3, 4, 6, torch.float32)
+    torch.library.opcheck(torch.ops.hrvit.mix_conv_gelu_triton.default, (x, 3, 4, w3, b3, w5, b5))

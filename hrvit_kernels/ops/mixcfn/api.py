@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _dispatch
+from hrvit_kernels.ops import _checks, _dispatch, _triton_common
 from hrvit_kernels.ops.mixcfn import cpu
-from hrvit_kernels.ops.mixcfn.registration import mix_conv_gelu_cpp
+from hrvit_kernels.ops.mixcfn.registration import mix_conv_gelu_cpp, mix_conv_gelu_triton
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
 
 OP = "mix_conv_gelu"
@@ -33,7 +33,8 @@ def _validate(x, hw, weight3, bias3, weight5, bias5):
     return H, W
 
 
-AVAILABLE = {"cpp": cpu.available, "reference": _dispatch.always}
+AVAILABLE = {"triton": _triton_common.available, "cpp": cpu.available, "reference": _dispatch.always}
+KERNELS = {"triton": mix_conv_gelu_triton, "cpp": mix_conv_gelu_cpp}
 
 
 def mix_conv_gelu(x: torch.Tensor, hw, weight3: torch.Tensor, bias3: torch.Tensor,
@@ -45,6 +46,6 @@ def mix_conv_gelu(x: torch.Tensor, hw, weight3: torch.Tensor, bias3: torch.Tenso
     """
     H, W = _validate(x, hw, weight3, bias3, weight5, bias5)
     backend = _dispatch.choose_backend(OP, backend, (x, weight3, bias3, weight5, bias5), AVAILABLE)
-    if backend == "cpp":
-        return mix_conv_gelu_cpp(x, H, W, weight3, bias3, weight5, bias5)
-    return mix_conv_gelu_reference(x, (H, W), weight3, bias3, weight5, bias5)
+    if backend == "reference":
+        return mix_conv_gelu_reference(x, (H, W), weight3, bias3, weight5, bias5)
+    return KERNELS[backend](x, H, W, weight3, bias3, weight5, bias5)
