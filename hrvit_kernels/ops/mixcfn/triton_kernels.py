@@ -16,7 +16,8 @@ import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
 
-FORWARD, PRE_ACTIVATION_GRAD, INPUT_GRAD = 0, 1, 2
+# MODE of _mix_conv (constexpr globals, so the kernel may read them).
+FORWARD, PRE_ACTIVATION_GRAD, INPUT_GRAD = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
 
 
 @triton.jit
@@ -112,7 +113,7 @@ def _conv(mode, x, H, W, weight3, bias3, weight5, bias5, grad=None, out_dtype=No
     g = grad if grad is not None else x
     grid = (B * H * triton.cdiv(W, blocks["BLOCK_W"]), triton.cdiv(R, blocks["BLOCK_C"]))
     _mix_conv[grid](x, x.stride(0), x.stride(1), weight3, bias3, weight5, bias5, g, g.stride(0), g.stride(1),
-                    out, H, W, R, weight3.shape[0], MODE=mode, **blocks)
+                    out, H, W, R, weight3.shape[0], MODE=mode.value, **blocks)
     return out
 
 
@@ -160,7 +161,8 @@ def shipped_configs() -> list[tuple[str, object, dict, dict]]:
         for mode, out_ptr, g_ptr in ((FORWARD, ptr, ptr), (PRE_ACTIVATION_GRAD, "*fp32", ptr), (INPUT_GRAD, ptr, ptr)):
             x_ptr = "*fp32" if mode == INPUT_GRAD else ptr
             sig = {"X": x_ptr, "W3": ptr, "B3": ptr, "W5": ptr, "B5": ptr, "G": g_ptr, "Out": out_ptr, **ints}
-            configs.append((f"_mix_conv {ptr[1:]} mode={mode}", _mix_conv, sig, dict(MODE=mode, **blocks)))
+            configs.append((f"_mix_conv {ptr[1:]} mode={mode.value}", _mix_conv, sig,
+                            dict(MODE=mode.value, **blocks)))
         sig = {"X": ptr, "G": "*fp32", "Partial": "*fp32", **ints}
         configs.append((f"_mix_conv_weight_grad {ptr[1:]}", _mix_conv_weight_grad, sig, blocks))
     return configs
