@@ -1,4 +1,5 @@
-"""Encoder-decoder segmentor: ``backbone`` and ``decode_head`` submodules (mmseg checkpoint names)."""
+"""Encoder-decoder segmentor: ``backbone``, ``decode_head`` and optional ``auxiliary_head`` submodules
+(mmseg checkpoint names)."""
 from __future__ import annotations
 
 import torch
@@ -6,17 +7,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class EncoderDecoder(nn.Module):
-    """forward(x) returns class logits (B, num_classes, H, W) at the input resolution."""
+def _resize(logits: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
+    if logits.shape[-2:] == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
 
-    def __init__(self, backbone: nn.Module, decode_head: nn.Module):
+
+class EncoderDecoder(nn.Module):
+    """forward(x) in eval mode: class scores (B, num_classes, H, W) at the input resolution.
+    In training mode: a head that returns a dict (SegViT) gives that dict; otherwise the main logits at
+    the input resolution, or dict(pred=..., aux=[...]) when there are auxiliary heads."""
+
+    def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head=None):
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
+        if auxiliary_head is not None:
+            self.auxiliary_head = nn.ModuleList(auxiliary_head)
 
-    def encode_decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at the decode head's resolution (stride 4 for the SegFormer head)."""
+    def encode_decode(self, x: torch.Tensor):
+        """The decode head's output at its own resolution."""
         return self.decode_head(self.backbone(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.encode_decode(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def forward(self, x: torch.Tensor):
+        features = self.backbone(x)
+        out = self.decode_head(features)
+        if isinstance(out, dict):
+            return out
+        pred = _resize(out, x.shape[-2:])
+        if not self.training or not hasattr(self, "auxiliary_head"):
+            return pred
+        return dict(pred=pred, aux=[_resize(head(features), x.shape[-2:]) for head in self.auxiliary_head])
