@@ -1,12 +1,12 @@
 """Models: HRViT b1/b2/b3 backbones and SegFormer segmentors; ``create_model`` builds them by name."""
-from hrvit_kernels.models import hrvit_segformer, segvit  # noqa: F401  (register the segmentors)
+from hrvit_kernels.models import hrvit_segformer, segvit, setr  # noqa: F401  (register the segmentors)
 from hrvit_kernels.models.heads import SegFormerHead
 from hrvit_kernels.models.hrvit import VARIANTS, HRViT, HRViTConfig
 from hrvit_kernels.models.registry import create_model, list_models, register_model
 from hrvit_kernels.models.heads.atm import ATMHead, ShrunkATMHead
 from hrvit_kernels.models.losses import ATMLoss, cross_entropy_with_aux
 from hrvit_kernels.models.segmentor import EncoderDecoder
-from hrvit_kernels.models.vit import VisionTransformer
+from hrvit_kernels.models.vit import SETRVisionTransformer, VisionTransformer
 
-__all__ = ["ATMHead", "ATMLoss", "cross_entropy_with_aux", "ShrunkATMHead", "VisionTransformer", "VARIANTS", "EncoderDecoder", "HRViT", "HRViTConfig", "SegFormerHead", "create_model",
+__all__ = ["ATMHead", "ATMLoss", "cross_entropy_with_aux", "ShrunkATMHead", "SETRVisionTransformer", "VisionTransformer", "VARIANTS", "EncoderDecoder", "HRViT", "HRViTConfig", "SegFormerHead", "create_model",
            "list_models", "register_model"]
