@@ -123,14 +123,41 @@ def release_style_gmacs(name: str, size: int) -> float:
     return macs.total / 1e9
 
 
+PEAK_RSS_SCRIPT = """
+import resource, sys, torch, hrvit_kernels as hk
+name, backend, size, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model = hk.create_model(name).train()
+x = torch.randn(batch, 3, size, size)
+with hk.use_backend(backend):
+    out = model(x)
+    (out["pred"] if isinstance(out, dict) else out).float().mean().backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def main_output(out):
+    """The segmentation logits of a training-mode forward (SegViT and SETR return a dict)."""
+    return out["pred"] if isinstance(out, dict) else out
+
+
+def peak_rss_mib(name: str, backend: str, size: int, batch: int) -> float:
+    """Peak resident memory of one training step, in a fresh process (CPU only)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, name, backend, str(size), str(batch)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def bench_model(name, args, device, dtype, progress):
     model = hk.create_model(name).to(device=device, dtype=dtype).eval()
     x = torch.randn(args.batch, 3, args.size, args.size, device=device, dtype=dtype)
     row = {"model": name, "size": args.size, "batch": args.batch, "params": count_params(model),
            "published": PUBLISHED.get(name, {}), "latency": {}}
-    if not args.no_macs:
-        row["gmacs"] = release_style_gmacs(name, args.size)
-        progress.step(f"{name}: {row['params'] / 1e6:.2f} M params, {row['gmacs']:.2f} GMACs")
+    if not args.no_macs:  # at the published input size, to compare with the published figure
+        row["macs_size"] = PUBLISHED.get(name, {}).get("size", args.size)
+        row["gmacs"] = release_style_gmacs(name, row["macs_size"])
+        progress.step(f"{name}: {row['params'] / 1e6:.2f} M params, {row['gmacs']:.2f} GMACs at {row['macs_size']}")
     for backend in model_backends(args.backends, device):
         with hk.use_backend(backend):
             with torch.no_grad():
@@ -138,8 +165,10 @@ def bench_model(name, args, device, dtype, progress):
             if args.train:
                 model.train()
                 row["latency"][backend]["train_step"] = measure(
-                    lambda: model(x).float().mean().backward(), device, args.warmup, args.repeats)
+                    lambda: main_output(model(x)).float().mean().backward(), device, args.warmup, args.repeats)
                 model.eval()
+                if device.type == "cpu":
+                    row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size, args.batch)
         progress.step(f"{name} [{backend}] forward {row['latency'][backend]['forward']['median_ms']:.1f} ms")
     return row
 
@@ -195,23 +224,26 @@ def to_markdown(report: dict) -> str:
              f"{env['torch_threads']} threads; dtype {report['config']['dtype']}.", ""]
     if report["models"]:
         lines += ["## Models", "",
-                  "| model | input | params | GMACs (ours) | GMACs (release, fvcore) | paper params / GFLOPs |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | params | GMACs (ours) | GMACs (release, fvcore) | paper params / GFLOPs |",
+                  "|---|---|---|---|---|"]
         for r in report["models"]:
             p = r["published"]
-            paper = f"{p['paper_params_m']} M / {p['paper_gflops']}" if "paper_params_m" in p else "—"
-            release = f"{p['release_gmacs']:.2f}" if "release_gmacs" in p and r["size"] == p["size"] else "—"
-            lines.append(f"| {r['model']} | {r['batch']}x3x{r['size']}x{r['size']} | {r['params']:,} | "
-                         f"{r.get('gmacs', float('nan')):.2f} | {release} | {paper} |")
-        lines += ["", "| model | backend | forward ms (median, IQR) | speedup | train step ms | speedup |",
-                  "|---|---|---|---|---|---|"]
+            paper = (f"{p.get('paper_params_m', '—')} M / {p['paper_gflops']}" if "paper_gflops" in p else "—")
+            release = f"{p['release_gmacs']:.2f}" if "release_gmacs" in p else "—"
+            macs = f"{r['gmacs']:.2f} at {r['macs_size']}" if "gmacs" in r else "—"
+            lines.append(f"| {r['model']} | {r['params']:,} | {macs} | {release} | {paper} |")
+        lines += ["", f"Latency at batch {report['config']['batch']}, {report['config']['size']} x "
+                  f"{report['config']['size']}:", "",
+                  "| model | backend | forward ms (median, IQR) | speedup | train step ms | speedup | peak RSS MiB (train step) |",
+                  "|---|---|---|---|---|---|---|"]
         for r in report["models"]:
             fs, ts = speedups(r["latency"], "forward"), speedups(r["latency"], "train_step")
             for b, v in r["latency"].items():
                 train = v.get("train_step")
+                rss = f"{v['train_peak_rss_mib']:.0f}" if "train_peak_rss_mib" in v else "—"
                 lines.append(f"| {r['model']} | {b} | {v['forward']['median_ms']:.1f} ± {v['forward']['iqr_ms']:.1f}"
                              f" | {fs.get(b, float('nan')):.2f}x | "
-                             + (f"{train['median_ms']:.1f} | {ts[b]:.2f}x |" if train else "— | — |"))
+                             + (f"{train['median_ms']:.1f} | {ts[b]:.2f}x |" if train else "— | — |") + f" {rss} |")
     if report["ops"]:
         lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
                   + (f"Bandwidth: minimal traffic / forward time, as a share of the measured copy bandwidth "

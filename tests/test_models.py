@@ -60,7 +60,7 @@ def test_segformer_parameter_counts(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("name", sorted(n for n in PUBLISHED if n.startswith("hrvit")))
 def test_multiply_adds_reproduce_the_release_within_one_percent(name):
     model, figures = hk.create_model(name), PUBLISHED[name]
     assert figures["params"] == {**BACKBONE_PARAMS, **SEGFORMER_PARAMS}[name]
