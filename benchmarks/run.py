@@ -46,6 +46,8 @@ def parse_args(argv=None):
                    help="baselines for the op rows (default: all on CUDA, none on CPU where compiling "
                         "them takes minutes)")
     p.add_argument("--train", action="store_true", help="also time forward+backward (training step)")
+    p.add_argument("--memory-batch", type=int, default=2,
+                   help="batch of the training step whose peak resident memory --train measures (CPU)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
@@ -168,7 +170,8 @@ def bench_model(name, args, device, dtype, progress):
                     lambda: main_output(model(x)).float().mean().backward(), device, args.warmup, args.repeats)
                 model.eval()
                 if device.type == "cpu":
-                    row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size, args.batch)
+                    row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size,
+                                                                                 args.memory_batch)
         progress.step(f"{name} [{backend}] forward {row['latency'][backend]['forward']['median_ms']:.1f} ms")
     return row
 
@@ -234,7 +237,8 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {r['model']} | {r['params']:,} | {macs} | {release} | {paper} |")
         lines += ["", f"Latency at batch {report['config']['batch']}, {report['config']['size']} x "
                   f"{report['config']['size']}:", "",
-                  "| model | backend | forward ms (median, IQR) | speedup | train step ms | speedup | peak RSS MiB (train step) |",
+                  "| model | backend | forward ms (median, IQR) | speedup | train step ms | speedup | peak RSS MiB "
+                  f"(train step, batch {report['config']['memory_batch']}, fresh process) |",
                   "|---|---|---|---|---|---|---|"]
         for r in report["models"]:
             fs, ts = speedups(r["latency"], "forward"), speedups(r["latency"], "train_step")
