@@ -78,3 +78,12 @@ except RuntimeError as e:
 def test_missing_extension_keeps_import_working_and_explains_rebuild():
     out = subprocess.run([sys.executable, "-c", MISSING_EXT], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr
+
+
+def test_auto_keeps_the_reference_for_attention_to_mask_on_cpu():
+    from hrvit_kernels.ops.attention_to_mask import api
+
+    x = randn(1, 4, 8)
+    assert _dispatch.choose_backend(api.OP, "auto", (x,), api.AVAILABLE, api.AUTO_ORDER) == "reference"
+    if hk.HAS_EXT:
+        assert _dispatch.choose_backend(api.OP, "cpp", (x,), api.AVAILABLE, api.AUTO_ORDER) == "cpp"

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _dispatch
+from hrvit_kernels import _ext
 
 CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def available(tensors) -> str | None:
     """None when the C++ kernels can run on these tensors, else the reason."""
-    reason = _dispatch.on_cpu_with_ext(tensors)
-    if reason is None and tensors[0].dtype not in CPP_DTYPES:
-        reason = f"dtype {tensors[0].dtype} is not supported (accepted: float32, float16, bfloat16)"
-    return reason
+    if not _ext.HAS_EXT:
+        return _ext.REBUILD_HINT
+    if tensors[0].device.type != "cpu":
+        return f"tensors are on {tensors[0].device}, this backend needs CPU tensors"
+    if tensors[0].dtype not in CPP_DTYPES:
+        return f"dtype {tensors[0].dtype} is not supported (accepted: float32, float16, bfloat16)"
+    return None
 
 
 def fp32_rows(t: torch.Tensor) -> torch.Tensor:

@@ -51,8 +51,9 @@ Availability = Callable[[tuple[torch.Tensor, ...]], "str | None"]
 
 
 def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
-                   available: Mapping[str, Availability]) -> str:
-    """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check."""
+                   available: Mapping[str, Availability], auto_order: tuple[str, ...] = _AUTO_ORDER) -> str:
+    """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check;
+    ``auto_order`` is the preference of "auto" (an op leaves out a backend that measures slower)."""
     _check_name(backend, f"{op}: argument 'backend'")
     requested = backend if backend != "auto" else default_backend()
     if requested != "auto":
@@ -65,27 +66,13 @@ def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
         if reason is not None:
             raise RuntimeError(f"{op}: backend {requested!r} cannot run this call: {reason}")
         return requested
-    for name in _AUTO_ORDER:
+    for name in auto_order:
         check = available.get(name)
         if name == "triton" and not tensors[0].is_cuda:
             continue  # the Triton interpreter on CPU is for tests: far slower than any other backend
         if check is not None and check(tensors) is None:
             return name
     raise RuntimeError(f"{op}: no backend can run this call")  # reference always can
-
-
-def on_cuda(tensors: tuple[torch.Tensor, ...]) -> str | None:
-    return None if tensors[0].is_cuda else f"tensors are on {tensors[0].device}, this backend needs CUDA"
-
-
-def on_cpu_with_ext(tensors: tuple[torch.Tensor, ...]) -> str | None:
-    from hrvit_kernels._ext import HAS_EXT, REBUILD_HINT
-
-    if not HAS_EXT:
-        return REBUILD_HINT
-    if tensors[0].device.type != "cpu":
-        return f"tensors are on {tensors[0].device}, this backend needs CPU tensors"
-    return None
 
 
 def always(tensors: tuple[torch.Tensor, ...]) -> str | None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _dispatch, _triton_common
-from hrvit_kernels.ops.attention_to_mask import cpu
+from hrvit_kernels.ops import _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.attention_to_mask.reference import attention_to_mask_reference
 from hrvit_kernels.ops.attention_to_mask.registration import attention_to_mask_cpp, attention_to_mask_triton
 
@@ -27,8 +26,11 @@ def _validate(q, k, v, num_heads, scale):
     _checks.check_scale(OP, scale)
 
 
-AVAILABLE = {"triton": _triton_common.available, "cpp": cpu.available, "reference": _dispatch.always}
+AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": attention_to_mask_triton, "cpp": attention_to_mask_cpp}
+# "auto" skips the C++ kernel: at SegViT's shapes it measures slower than the eager reference on CPU
+# (benchmarks/results/cpu-2core.md); backend="cpp" still runs it.
+AUTO_ORDER = ("triton", "reference")
 
 
 def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,
@@ -40,7 +42,7 @@ def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_hea
     """
     _validate(q, k, v, num_heads, scale)
     scale = (q.shape[-1] // num_heads) ** -0.5 if scale is None else float(scale)
-    backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
+    backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE, AUTO_ORDER)
     if backend == "reference":
         return attention_to_mask_reference(q, k, v, num_heads, scale)
     out, mask_logits, _ = KERNELS[backend](q, k, v, num_heads, scale)

@@ -5,7 +5,7 @@ import torch
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._cpu_common import available, fp32_rows, token_arg  # noqa: F401
+from hrvit_kernels.ops._cpu_common import fp32_rows, token_arg
 
 
 def forward(q, k, v, num_heads: int, scale: float):

@@ -15,8 +15,6 @@ import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
 
-LOG2E = 1.4426950408889634
-
 
 @triton.jit
 def _atm_fwd(Q, K, V, Out, Mask, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn,

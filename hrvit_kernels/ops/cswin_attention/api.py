@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _dispatch, _triton_common
-from hrvit_kernels.ops.cswin_attention import cpu
+from hrvit_kernels.ops import _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
 
@@ -43,7 +42,7 @@ def _validate(q, k, v, hw, stripe_width, head_dim, scale):
     return (H, W), heads, used
 
 
-AVAILABLE = {"triton": _triton_common.available, "cpp": cpu.available, "reference": _dispatch.always}
+AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": cswin_attention_triton, "cpp": cswin_attention_cpp}
 
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _dispatch, _triton_common
-from hrvit_kernels.ops.mixcfn import cpu
+from hrvit_kernels.ops import _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.mixcfn.registration import mix_conv_gelu_cpp, mix_conv_gelu_triton
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
 
@@ -33,7 +32,7 @@ def _validate(x, hw, weight3, bias3, weight5, bias5):
     return H, W
 
 
-AVAILABLE = {"triton": _triton_common.available, "cpp": cpu.available, "reference": _dispatch.always}
+AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": mix_conv_gelu_triton, "cpp": mix_conv_gelu_cpp}
 
 

@@ -5,7 +5,7 @@ import torch
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._cpu_common import available, fp32_rows  # noqa: F401  (available: api's check)
+from hrvit_kernels.ops._cpu_common import fp32_rows
 
 
 def _taps_major(weight: torch.Tensor) -> torch.Tensor:
