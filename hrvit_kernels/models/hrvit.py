@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
 
@@ -180,13 +181,7 @@ class HRViT(nn.Module):
 
     def init_weights(self) -> None:
         """Linear: truncated normal std 0.02, bias 0; norms 1/0; convs PyTorch default; attn_bn 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_weights(self)
         for m in self.modules():
             if isinstance(m, HRViTAttention):
                 m.reset_attn_bn()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.modules import DropPath
 from hrvit_kernels.modules.mha import multi_head_attention
 
@@ -120,14 +121,7 @@ class VisionTransformer(nn.Module):
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.dim() != 4 or x.shape[-1] < self.patch_size or x.shape[-2] < self.patch_size:
@@ -253,11 +247,7 @@ class SETRVisionTransformer(nn.Module):
                 setattr(self, f"norm_{i}", nn.LayerNorm(embed_dim, eps=1e-6))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_transformer_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.dim() != 4 or min(x.shape[-2:]) < self.patch_size:

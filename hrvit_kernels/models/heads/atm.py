@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.modules.atm import ATMDecoder, TransformerDecoder
 
 
@@ -37,13 +38,7 @@ class ATMHead(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_weights(self)
         nn.init.normal_(self.q.weight)
 
     def _memory(self, i: int, feature: torch.Tensor) -> torch.Tensor:
@@ -104,13 +99,7 @@ class ShrunkATMHead(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_transformer_weights(self)
         nn.init.normal_(self.q.weight)
         nn.init.normal_(self.atm.q.weight)
 
