@@ -147,3 +147,13 @@ def test_atm_loss_rejects_bad_input():
         ATMLoss(3, 1)(dict(pred_logits=randn(1, 3, 4), pred_masks=randn(1, 3, 2, 3)), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="training-mode dict"):
         ATMLoss(3, 1)(randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_loss_and_shrunk_head_check_their_configuration():
+    outputs = dict(pred_logits=randn(1, 3, 4), pred_masks=randn(1, 3, 2, 3), aux_outputs=[])
+    with pytest.raises(ValueError, match=r"ATMLoss: dec_layers = 3, but 'outputs' holds 1 supervised outputs"):
+        ATMLoss(3, dec_layers=3)(outputs, torch.zeros(1, 2, 3, dtype=torch.long))
+    head = hk.models.ShrunkATMHead(img_size=64, in_channels=16, channels=32, num_classes=5, embed_dims=32, num_heads=4)
+    with pytest.raises(ValueError, match=r"deep feature's grid \(4, 4\) is not the shallow grid \(4, 4\) "
+                                         r"down-sampled by shrink_ratio = 2"):
+        head([randn(1, 16, 4, 4), randn(1, 16, 4, 4)])

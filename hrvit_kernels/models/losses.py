@@ -46,6 +46,10 @@ class ATMLoss(nn.Module):
         if not isinstance(outputs, dict) or "pred_logits" not in outputs or "pred_masks" not in outputs:
             raise ValueError("ATMLoss: 'outputs' must be the training-mode dict of a SegViT head "
                              "(pred_logits, pred_masks, aux_outputs)")
+        supervised = 1 + len(outputs.get("aux_outputs", []))
+        if supervised != self.dec_layers:
+            raise ValueError(f"ATMLoss: dec_layers = {self.dec_layers}, but 'outputs' holds {supervised} supervised "
+                             f"outputs (the final one and {supervised - 1} auxiliary)")
         present = torch.stack([torch.bincount(l[l != ignore_index].flatten(), minlength=self.num_classes)
                                [: self.num_classes] > 0 for l in label])  # (B, N)
         num_masks = present.sum().float()

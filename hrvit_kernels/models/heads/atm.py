@@ -80,7 +80,8 @@ class ATMHead(nn.Module):
 
 class ShrunkATMHead(nn.Module):
     """SegViT-Shrunk (the release's TPNATMHead): query-based up-sampling by (S/16)^2 grid queries through
-    3 standard decoder layers on the projected shallow tokens and 3 on the projected deep tokens, then a
+    3 standard decoder layers on the projected shallow tokens and 3 on the projected deep tokens (whose
+    grid is the shallow one down-sampled by ``shrink_ratio``, the backbone's query-based down-sampling), then a
     single-stage ATM head (no input projection) on the resulting map; each of its layers yields class
     and mask logits, the last the prediction, the others auxiliary outputs."""
 
@@ -106,6 +107,9 @@ class ShrunkATMHead(nn.Module):
     def forward(self, inputs: list[torch.Tensor]):
         shallow, deep = inputs[0], inputs[-1]
         B, _, h, w = shallow.shape
+        if tuple(deep.shape[-2:]) != (-(-h // self.shrink_ratio), -(-w // self.shrink_ratio)):
+            raise ValueError(f"ShrunkATMHead: the deep feature's grid {tuple(deep.shape[-2:])} is not the shallow grid "
+                             f"{(h, w)} down-sampled by shrink_ratio = {self.shrink_ratio}")
         queries = self.q.weight
         if queries.shape[0] != h * w:  # another input size: resize the grid of queries
             side = self.grid
