@@ -61,8 +61,7 @@ inline void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tok
 // S (m x n, row stride kKeyBlock) = A (m x d) * BT[:, j0:j0+n] (BT is d x L, row stride ld_bt).
 inline void scores(const float* A, index_t m, const float* BT, index_t ld_bt, index_t j0, index_t n,
                    index_t d, float* S) {
-  for (index_t i = 0; i < m; ++i) std::fill(S + i * kKeyBlock, S + i * kKeyBlock + n, 0.0f);
-  gemm_acc(m, n, d, A, d, BT + j0, ld_bt, S, kKeyBlock);
+  gemm_set(m, n, d, A, d, BT + j0, ld_bt, S, kKeyBlock);
 }
 
 // Scratch of one thread for the two functions below.

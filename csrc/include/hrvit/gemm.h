@@ -22,43 +22,53 @@ inline void store(float* p, vecf v) { *reinterpret_cast<vecf*>(p) = v; }
 
 namespace detail {
 
-// C[0:MR, 0:kLanes*NV] += A[0:MR, 0:K] B[0:K, 0:kLanes*NV], the C tile held in vector registers.
-template <index_t MR, index_t NV>
+// C[0:MR, 0:kLanes*NV] (+)= A[0:MR, 0:K] B[0:K, 0:kLanes*NV], the C tile held in vector registers;
+// Accumulate = false overwrites C instead of adding to it.
+template <index_t MR, index_t NV, bool Accumulate>
 inline void gemm_tile(index_t K, const float* A, index_t lda, const float* B, index_t ldb, float* C,
                       index_t ldc) {
   vecf c[MR][NV];
   for (index_t r = 0; r < MR; ++r)
-    for (index_t t = 0; t < NV; ++t) c[r][t] = *reinterpret_cast<const vecf*>(C + r * ldc + kLanes * t);
+    for (index_t t = 0; t < NV; ++t) c[r][t] = Accumulate ? load(C + r * ldc + kLanes * t) : vecf{};
   for (index_t k = 0; k < K; ++k) {
     vecf b[NV];
-    for (index_t t = 0; t < NV; ++t) b[t] = *reinterpret_cast<const vecf*>(B + k * ldb + kLanes * t);
+    for (index_t t = 0; t < NV; ++t) b[t] = load(B + k * ldb + kLanes * t);
     for (index_t r = 0; r < MR; ++r) {
       const float a = A[r * lda + k];
       for (index_t t = 0; t < NV; ++t) c[r][t] += a * b[t];
     }
   }
   for (index_t r = 0; r < MR; ++r)
-    for (index_t t = 0; t < NV; ++t) *reinterpret_cast<vecf*>(C + r * ldc + kLanes * t) = c[r][t];
+    for (index_t t = 0; t < NV; ++t) store(C + r * ldc + kLanes * t, c[r][t]);
 }
 
 // Columns [j, N) that do not fill a vector.
+template <bool Accumulate>
 inline void gemm_tail(index_t M, index_t j, index_t N, index_t K, const float* A, index_t lda,
                       const float* B, index_t ldb, float* C, index_t ldc) {
   for (index_t r = 0; r < M; ++r)
     for (index_t col = j; col < N; ++col) {
-      float sum = C[r * ldc + col];
+      float sum = Accumulate ? C[r * ldc + col] : 0.0f;
       for (index_t k = 0; k < K; ++k) sum += A[r * lda + k] * B[k * ldb + col];
       C[r * ldc + col] = sum;
     }
 }
 
-template <index_t MR>
+template <index_t MR, bool Accumulate>
 inline void gemm_rows(index_t N, index_t K, const float* A, index_t lda, const float* B, index_t ldb,
                       float* C, index_t ldc) {
   index_t j = 0;
-  for (; j + 2 * kLanes <= N; j += 2 * kLanes) gemm_tile<MR, 2>(K, A, lda, B + j, ldb, C + j, ldc);
-  for (; j + kLanes <= N; j += kLanes) gemm_tile<MR, 1>(K, A, lda, B + j, ldb, C + j, ldc);
-  if (j < N) gemm_tail(MR, j, N, K, A, lda, B, ldb, C, ldc);
+  for (; j + 2 * kLanes <= N; j += 2 * kLanes) gemm_tile<MR, 2, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
+  for (; j + kLanes <= N; j += kLanes) gemm_tile<MR, 1, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
+  if (j < N) gemm_tail<Accumulate>(MR, j, N, K, A, lda, B, ldb, C, ldc);
+}
+
+template <bool Accumulate>
+inline void gemm(index_t M, index_t N, index_t K, const float* A, index_t lda, const float* B, index_t ldb,
+                 float* C, index_t ldc) {
+  index_t i = 0;
+  for (; i + 4 <= M; i += 4) gemm_rows<4, Accumulate>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
+  for (; i < M; ++i) gemm_rows<1, Accumulate>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
 }
 
 }  // namespace detail
@@ -66,9 +76,13 @@ inline void gemm_rows(index_t N, index_t K, const float* A, index_t lda, const f
 // C (M x N, row stride ldc) += A (M x K, row stride lda) * B (K x N, row stride ldb).
 inline void gemm_acc(index_t M, index_t N, index_t K, const float* A, index_t lda, const float* B,
                      index_t ldb, float* C, index_t ldc) {
-  index_t i = 0;
-  for (; i + 4 <= M; i += 4) detail::gemm_rows<4>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
-  for (; i < M; ++i) detail::gemm_rows<1>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
+  detail::gemm<true>(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+// C (M x N, row stride ldc) = A (M x K, row stride lda) * B (K x N, row stride ldb).
+inline void gemm_set(index_t M, index_t N, index_t K, const float* A, index_t lda, const float* B,
+                     index_t ldb, float* C, index_t ldc) {
+  detail::gemm<false>(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 // dst (cols x rows, row stride ld_dst) = transpose of src (rows x cols, row stride ld_src).
