@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
+from cases import CSWIN_CASES, cswin
 from hrvit_kernels.testing import assert_close_fp32, forward_backward, non_contiguous, randn
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built (pip install -e .)")
@@ -107,34 +108,13 @@ def test_mix_conv_gelu_cpp_flop_counter():
 
 from hrvit_kernels.ops.cswin_attention import stripe_heads  # noqa: E402
 
-# (B, H, W, C, stripe_width, head_dim): odd sides, sides not multiples of the stripe width, batch 1,
-# head dims 16/24/32/48/64, the C/2 < head_dim fallback, a stripe wider than the image, and a stripe
-# longer than one key tile (300 tokens > 128).
-CSWIN_CASES = [
-    (2, 8, 8, 64, 2, 32),
-    (1, 7, 9, 96, 2, 24),
-    (2, 11, 6, 64, 7, 16),
-    (1, 5, 13, 32, 1, 32),
-    (1, 9, 7, 96, 3, 48),
-    (1, 6, 10, 128, 4, 64),
-    (2, 4, 3, 32, 7, 16),
-    (1, 30, 10, 32, 10, 16),
-]
-
-
-def _cswin(backend, H, W, sw, hd, alias):
-    def call(q, k, *rest):
-        v = k if alias else rest[0]
-        return hk.cswin_attention(q, k, v, (H, W), sw, hd, backend=backend)
-    return call
-
 
 @pytest.mark.parametrize("B,H,W,C,sw,hd", CSWIN_CASES)
 @pytest.mark.parametrize("alias", [True, False], ids=["k_is_v", "separate_k"])
 def test_cswin_attention_cpp_matches_reference(B, H, W, C, sw, hd, alias):
     inputs = tuple(randn(B, H * W, C, requires_grad=True) for _ in range(2 if alias else 3))
-    (out,), grads, g = forward_backward(_cswin("cpp", H, W, sw, hd, alias), inputs)
-    (expected,), expected_grads, _ = forward_backward(_cswin("reference", H, W, sw, hd, alias), inputs, g)
+    (out,), grads, g = forward_backward(cswin("cpp", H, W, sw, hd, alias), inputs)
+    (expected,), expected_grads, _ = forward_backward(cswin("reference", H, W, sw, hd, alias), inputs, g)
     assert_close_fp32(out, expected, "output")
     for name, a, e in zip(["q", "k", "v"], grads, expected_grads):
         assert_close_fp32(a, e, f"grad {name}")
@@ -147,8 +127,8 @@ def test_cswin_attention_cpp_reads_strided_halves_of_a_projection():
     q, v = qv.chunk(2, dim=-1)
     k = non_contiguous(randn(B, H * W, C, requires_grad=True))
     for keys in (v, k):
-        (out,), grads, g = forward_backward(lambda a, b: _cswin("cpp", H, W, 3, 32, True)(a, b), (q, keys))
-        (expected,), expected_grads, _ = forward_backward(lambda a, b: _cswin("reference", H, W, 3, 32, True)(a, b), (q, keys), g)
+        (out,), grads, g = forward_backward(lambda a, b: cswin("cpp", H, W, 3, 32, True)(a, b), (q, keys))
+        (expected,), expected_grads, _ = forward_backward(lambda a, b: cswin("reference", H, W, 3, 32, True)(a, b), (q, keys), g)
         assert_close_fp32(out, expected, "output")
         for a, e in zip(grads, expected_grads):
             assert_close_fp32(a, e, "grad")
@@ -157,10 +137,10 @@ def test_cswin_attention_cpp_reads_strided_halves_of_a_projection():
 def test_cswin_attention_cpp_aliased_kv_gets_one_gradient_equal_to_the_sum():
     B, H, W, C = 1, 5, 6, 32
     q, v = randn(B, H * W, C, requires_grad=True), randn(B, H * W, C, requires_grad=True)
-    _, (gq, gv), g = forward_backward(_cswin("cpp", H, W, 2, 16, True), (q, v))
+    _, (gq, gv), g = forward_backward(cswin("cpp", H, W, 2, 16, True), (q, v))
     v2 = v.detach().clone().requires_grad_()
     k2 = v.detach().clone().requires_grad_()
-    _, (_, gk_sep, gv_sep), _ = forward_backward(_cswin("cpp", H, W, 2, 16, False), (q, k2, v2), g)
+    _, (_, gk_sep, gv_sep), _ = forward_backward(cswin("cpp", H, W, 2, 16, False), (q, k2, v2), g)
     assert_close_fp32(gv, gk_sep + gv_sep, "grad of the aliased k/v")
 
 
@@ -187,7 +167,7 @@ def test_cswin_attention_cpp_opcheck():
 def test_cswin_attention_cpp_compiles_fullgraph():
     B, H, W, C = 1, 5, 4, 32
     inputs = (randn(B, H * W, C, requires_grad=True), randn(B, H * W, C, requires_grad=True))
-    fn = _cswin("cpp", H, W, 2, 16, True)
+    fn = cswin("cpp", H, W, 2, 16, True)
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     (out,), grads, g = forward_backward(compiled, inputs)
     (expected,), expected_grads, _ = forward_backward(fn, inputs, g)

@@ -5,18 +5,8 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.ops.cswin_attention import stripe_heads
 from hrvit_kernels.testing import assert_close_fp32, forward_backward, non_contiguous, randn
+from cases import CSWIN_CASES
 from naive import attention_to_mask_naive, cswin_attention_naive, mix_conv_gelu_naive
-
-# (B, H, W, C, stripe_width, head_dim): odd H/W, sides not multiples of the stripe width, batch 1,
-# head dims 16/24/32, the C/2 < head_dim fallback, a stripe wider than the image.
-CSWIN_CASES = [
-    (2, 8, 8, 64, 2, 32),
-    (1, 7, 9, 96, 2, 24),
-    (2, 11, 6, 64, 7, 16),
-    (1, 5, 13, 32, 1, 32),   # b1 branch 0: one head of 16 channels
-    (1, 9, 7, 48, 3, 24),
-    (2, 4, 3, 32, 7, 16),    # stripe wider than both sides
-]
 
 
 @pytest.mark.parametrize("B,H,W,C,sw,hd", CSWIN_CASES)

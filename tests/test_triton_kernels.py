@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
+from cases import CSWIN_CASES, cswin
 from hrvit_kernels.testing import assert_close_fp32, assert_low_precision_close, forward_backward, non_contiguous, randn
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
@@ -36,33 +37,13 @@ def _compare(fn_kernel, fn_reference, inputs, dtype, what):
         assert_low_precision_close(a, s, e, f"{what} tensor {i}")
 
 
-# (B, H, W, C, stripe_width, head_dim): every head dim, the C/2 < head_dim fallback, odd sides, sides
-# not multiples of the stripe width, batch 1, a stripe wider than the image, stripes over several tiles.
-CSWIN_CASES = [
-    (2, 8, 8, 64, 2, 32),
-    (1, 7, 9, 96, 2, 24),
-    (2, 11, 6, 64, 7, 16),
-    (1, 5, 13, 32, 1, 32),
-    (1, 9, 7, 96, 3, 48),
-    (1, 6, 10, 128, 4, 64),
-    (2, 4, 3, 32, 7, 16),
-    (1, 13, 5, 32, 3, 16),
-]
-
-
-def _cswin(backend, H, W, sw, hd, alias):
-    def call(q, k, *rest):
-        return hk.cswin_attention(q, k, k if alias else rest[0], (H, W), sw, hd, backend=backend)
-    return call
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("B,H,W,C,sw,hd", CSWIN_CASES)
 @pytest.mark.parametrize("alias", [True, False], ids=["k_is_v", "separate_k"])
 def test_cswin_attention_triton_matches_reference(B, H, W, C, sw, hd, alias, dtype):
     inputs = tuple(randn(B, H * W, C, dtype=dtype, device=DEVICE, requires_grad=True)
                    for _ in range(2 if alias else 3))
-    _compare(_cswin("triton", H, W, sw, hd, alias), _cswin("reference", H, W, sw, hd, alias), inputs, dtype,
+    _compare(cswin("triton", H, W, sw, hd, alias), cswin("reference", H, W, sw, hd, alias), inputs, dtype,
              "cswin_attention")
 
 
@@ -72,7 +53,7 @@ def test_cswin_attention_triton_strided_inputs():
     qv = randn(B, H * W, 2 * C, device=DEVICE, requires_grad=True)
     q, v = qv.chunk(2, dim=-1)
     k = non_contiguous(randn(B, H * W, C, device=DEVICE, requires_grad=True))
-    _compare(_cswin("triton", H, W, 3, 32, False), _cswin("reference", H, W, 3, 32, False), (q, k, v),
+    _compare(cswin("triton", H, W, 3, 32, False), cswin("reference", H, W, 3, 32, False), (q, k, v),
              torch.float32, "strided")
 
 
@@ -86,7 +67,7 @@ def test_cswin_attention_triton_opcheck():
 def test_cswin_attention_triton_compiles_fullgraph():
     B, H, W, C = 1, 5, 4, 32
     inputs = tuple(randn(B, H * W, C, device=DEVICE, requires_grad=True) for _ in range(2))
-    fn = _cswin("triton", H, W, 2, 16, True)
+    fn = cswin("triton", H, W, 2, 16, True)
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     (out,), grads, g = forward_backward(compiled, inputs)
     (expected,), expected_grads, _ = forward_backward(fn, inputs, g)
