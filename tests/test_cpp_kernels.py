@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from cases import CSWIN_CASES, cswin
+from parity_cases import CSWIN_CASES, cswin
 from hrvit_kernels.testing import assert_close_fp32, forward_backward, non_contiguous, randn
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built (pip install -e .)")

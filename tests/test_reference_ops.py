@@ -5,7 +5,7 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.ops.cswin_attention import stripe_heads
 from hrvit_kernels.testing import assert_close_fp32, forward_backward, non_contiguous, randn
-from cases import CSWIN_CASES
+from parity_cases import CSWIN_CASES
 from naive import attention_to_mask_naive, cswin_attention_naive, mix_conv_gelu_naive
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from cases import CSWIN_CASES, cswin
+from parity_cases import CSWIN_CASES, cswin
 from hrvit_kernels.testing import assert_close_fp32, assert_low_precision_close, forward_backward, non_contiguous, randn
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
