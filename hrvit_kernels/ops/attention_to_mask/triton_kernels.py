@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._triton_attention import online_softmax_step, softmax_grad_tile
 
 
 @triton.jit
@@ -44,12 +45,7 @@ def _atm_fwd(Q, K, V, Out, Mask, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn,
         tl.atomic_add(Mask + (b * Lq + offs_m[:, None].to(tl.int64)) * Lk + offs_n[None, :], s * inv_heads,
                       mask=mask_m[:, None] & mask_n[None, :])
         s = tl.where(mask_n[None, :], s * 1.4426950408889634, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc)
     acc = acc / l_i[:, None]
     tl.store(Out + (b * Lq + offs_m[:, None].to(tl.int64)) * C + c0 + offs_d[None, :],
              acc.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
@@ -86,10 +82,8 @@ def _atm_bwd_dkdv(Q, K, V, dO, GMask, Lse, Delta, dK, dV, s_qb, s_qn, s_kb, s_kn
         lse = tl.load(Lse + stats + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
         delta = tl.load(Delta + stats + offs_m, mask=mask_m, other=0.0)
         both = mask_m[:, None] & mask_n[None, :]
-        p = tl.exp2(tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634) - lse[:, None])
-        p = tl.where(both, p, 0.0)
+        p, ds = softmax_grad_tile(q, k, v, do, lse, delta, both, scale * 1.4426950408889634)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do)
-        ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
         if HAS_GMASK:
             ds += tl.load(GMask + (b * Lq + rows_m) * Lk + offs_n[None, :], mask=both, other=0.0) * inv_heads
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
@@ -127,9 +121,7 @@ def _atm_bwd_dq(Q, K, V, dO, GMask, Lse, Delta, dQ, s_qb, s_qn, s_kb, s_kn, s_vb
         k = tl.load(K + b * s_kb + rows_n * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + b * s_vb + rows_n * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
         both = mask_m[:, None] & mask_n[None, :]
-        p = tl.exp2(tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634) - lse[:, None])
-        p = tl.where(both, p, 0.0)
-        ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        _, ds = softmax_grad_tile(q, k, v, do, lse, delta, both, scale * 1.4426950408889634)
         if HAS_GMASK:
             ds += tl.load(GMask + (b * Lq + rows_m) * Lk + offs_n[None, :], mask=both, other=0.0) * inv_heads
         dq += tl.dot(ds.to(k.dtype), k)

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._triton_attention import online_softmax_step, softmax_grad_tile
 
 LOG2E = 1.4426950408889634
 
@@ -70,12 +71,7 @@ def _stripe_fwd(Q, K, V, Out, Lse,
         v = tl.load(V + b64 * s_vb + tok_n[:, None] * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
         s = tl.dot(q, tl.trans(k)) * qk_scale_log2  # logits in base 2
         s = tl.where(mask_n[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc)
     acc = acc / l_i[:, None]
     tl.store(Out + (b64 * N + tok_m[:, None]) * C + c0 + offs_d[None, :], acc.to(Out.dtype.element_ty),
              mask=mask_m[:, None] & mask_d[None, :])
@@ -119,12 +115,8 @@ def _stripe_bwd_dkdv(Q, K, V, dO, Lse, Delta, dK, dV,
         do = tl.load(dO + b64 * s_gb + tok_m[:, None] * s_gn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
         lse = tl.load(Lse + stat_row + tok_m, mask=mask_m, other=0.0) * 1.4426950408889634
         delta = tl.load(Delta + stat_row + tok_m, mask=mask_m, other=0.0)
-        s = tl.dot(q, tl.trans(k)) * qk_scale_log2
-        p = tl.exp2(s - lse[:, None])
-        p = tl.where(mask_m[:, None] & mask_n[None, :], p, 0.0)
+        p, ds = softmax_grad_tile(q, k, v, do, lse, delta, mask_m[:, None] & mask_n[None, :], qk_scale_log2)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do)
-        dp = tl.dot(do, tl.trans(v))
-        ds = p * (dp - delta[:, None])
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
     dk = dk * scale
     out_offs = (b64 * N + tok_n[:, None]) * C + c0 + offs_d[None, :]
@@ -169,11 +161,7 @@ def _stripe_bwd_dq(Q, K, V, dO, Lse, Delta, dQ,
         kv_mask = mask_n[:, None] & mask_d[None, :]
         k = tl.load(K + b64 * s_kb + tok_n[:, None] * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + b64 * s_vb + tok_n[:, None] * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-        s = tl.dot(q, tl.trans(k)) * qk_scale_log2
-        p = tl.exp2(s - lse[:, None])
-        p = tl.where(mask_m[:, None] & mask_n[None, :], p, 0.0)
-        dp = tl.dot(do, tl.trans(v))
-        ds = p * (dp - delta[:, None])
+        _, ds = softmax_grad_tile(q, k, v, do, lse, delta, mask_m[:, None] & mask_n[None, :], qk_scale_log2)
         dq += tl.dot(ds.to(k.dtype), k)
     tl.store(dQ + (b64 * N + tok_m[:, None]) * C + c0 + offs_d[None, :], (dq * scale).to(dQ.dtype.element_ty),
              mask=q_mask)
