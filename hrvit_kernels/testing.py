@@ -52,3 +52,12 @@ def assert_low_precision_close(actual, reference_same_dtype, reference_fp64, wha
     err = (actual.double() - reference_fp64.double()).abs().max().item()
     ref_err = (reference_same_dtype.double() - reference_fp64.double()).abs().max().item()
     assert err <= 2 * ref_err + floor, f"{what}: error {err:.3g} > 2 x reference error {ref_err:.3g} + {floor}"
+
+
+def assert_compiled_matches_eager(fn: Callable, inputs: Sequence[torch.Tensor]) -> None:
+    """torch.compile(fn, fullgraph=True) gives the eager outputs and gradients (same upstream gradients)."""
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    outs, grads, g = forward_backward(compiled, inputs)
+    expected, expected_grads, _ = forward_backward(fn, inputs, g)
+    for actual, wanted in zip(outs + grads, expected + expected_grads):
+        torch.testing.assert_close(actual, wanted)

@@ -5,7 +5,8 @@ import torch
 
 import hrvit_kernels as hk
 from parity_cases import CSWIN_CASES, cswin
-from hrvit_kernels.testing import assert_close_fp32, forward_backward, non_contiguous, randn
+from hrvit_kernels.testing import (assert_close_fp32, assert_compiled_matches_eager, assert_low_precision_close,
+                                  forward_backward, non_contiguous, randn)
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built (pip install -e .)")
 
@@ -86,13 +87,7 @@ def test_mix_conv_gelu_cpp_opcheck():
 
 def test_mix_conv_gelu_cpp_compiles_fullgraph():
     inputs = _mix_inputs(1, 4, 6, 8)
-    fn = _mix("cpp", 4, 6)
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    (out,), grads, g = forward_backward(compiled, inputs)
-    (expected,), expected_grads, _ = forward_backward(fn, inputs, g)
-    torch.testing.assert_close(out, expected)
-    for a, e in zip(grads, expected_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiled_matches_eager(_mix("cpp", 4, 6), inputs)
 
 
 def test_mix_conv_gelu_cpp_flop_counter():
@@ -152,7 +147,6 @@ def test_cswin_attention_cpp_low_precision(dtype):
     ref_same = hk.cswin_attention(q, k, v, (H, W), 2, 32, backend="reference")
     ref64 = hk.cswin_attention(q.double(), k.double(), v.double(), (H, W), 2, 32, backend="reference")
     assert out.dtype == dtype
-    from hrvit_kernels.testing import assert_low_precision_close
     assert_low_precision_close(out, ref_same, ref64, "output")
 
 
@@ -167,13 +161,7 @@ def test_cswin_attention_cpp_opcheck():
 def test_cswin_attention_cpp_compiles_fullgraph():
     B, H, W, C = 1, 5, 4, 32
     inputs = (randn(B, H * W, C, requires_grad=True), randn(B, H * W, C, requires_grad=True))
-    fn = cswin("cpp", H, W, 2, 16, True)
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    (out,), grads, g = forward_backward(compiled, inputs)
-    (expected,), expected_grads, _ = forward_backward(fn, inputs, g)
-    torch.testing.assert_close(out, expected)
-    for a, e in zip(grads, expected_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiled_matches_eager(cswin("cpp", H, W, 2, 16, True), inputs)
 
 
 def test_cswin_attention_flop_formula_counts_real_tokens_only():
@@ -232,9 +220,4 @@ def test_attention_to_mask_cpp_non_contiguous_inputs():
 def test_attention_to_mask_cpp_opcheck_and_compile():
     q, k, v = randn(1, 6, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True)
     torch.library.opcheck(torch.ops.hrvit.attention_to_mask_cpp.default, (q, k, v, 4, 0.25))
-    fn = _atm("cpp", 4)
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    outs, grads, g = forward_backward(compiled, (q, k, v))
-    expected, expected_grads, _ = forward_backward(fn, (q, k, v), g)
-    for a, e in zip(outs + grads, expected + expected_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiled_matches_eager(_atm("cpp", 4), (q, k, v))

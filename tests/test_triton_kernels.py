@@ -12,7 +12,8 @@ import torch
 
 import hrvit_kernels as hk
 from parity_cases import CSWIN_CASES, cswin
-from hrvit_kernels.testing import assert_close_fp32, assert_low_precision_close, forward_backward, non_contiguous, randn
+from hrvit_kernels.testing import (assert_close_fp32, assert_compiled_matches_eager, assert_low_precision_close,
+                                  forward_backward, non_contiguous, randn)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
@@ -67,13 +68,7 @@ def test_cswin_attention_triton_opcheck():
 def test_cswin_attention_triton_compiles_fullgraph():
     B, H, W, C = 1, 5, 4, 32
     inputs = tuple(randn(B, H * W, C, device=DEVICE, requires_grad=True) for _ in range(2))
-    fn = cswin("triton", H, W, 2, 16, True)
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    (out,), grads, g = forward_backward(compiled, inputs)
-    (expected,), expected_grads, _ = forward_backward(fn, inputs, g)
-    torch.testing.assert_close(out, expected)
-    for a, e in zip(grads, expected_grads):
-        torch.testing.assert_close(a, e)
+    assert_compiled_matches_eager(cswin("triton", H, W, 2, 16, True), inputs)
 
 
 def test_auto_uses_triton_only_on_cuda():
