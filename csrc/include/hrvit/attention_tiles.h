@@ -25,9 +25,9 @@ inline void online_softmax_block(float* S, index_t m, index_t n, const float* V_
     float* row = S + i * kKeyBlock;
     const float new_max = max_of(row, n, mx[i]);
     const float alpha = exp_approx(mx[i] - new_max);  // 0 on the first block (mx = -inf)
-    exp_shifted_inplace(row, n, new_max);
+    const float row_sum = exp_shifted_inplace(row, n, new_max);
     for (index_t c = 0; c < d; ++c) acc[i * d + c] *= alpha;
-    l[i] = l[i] * alpha + sum_of(row, n);
+    l[i] = l[i] * alpha + row_sum;
     mx[i] = new_max;
   }
   gemm_acc(m, d, n, S, kKeyBlock, V_block, ld_v, acc, d);

@@ -12,28 +12,78 @@ namespace hrvit {
 
 using index_t = int64_t;
 
+// Vectors of 2, 4, 8 and 16 floats.
+typedef float vec2f __attribute__((vector_size(2 * sizeof(float))));
+typedef float vec4f __attribute__((vector_size(4 * sizeof(float))));
+typedef float vec8f __attribute__((vector_size(8 * sizeof(float))));
+typedef float vec16f __attribute__((vector_size(16 * sizeof(float))));
+template <index_t Lanes>
+struct Vec;
+template <>
+struct Vec<2> { typedef vec2f type; };
+template <>
+struct Vec<4> { typedef vec4f type; };
+template <>
+struct Vec<8> { typedef vec8f type; };
+template <>
+struct Vec<16> { typedef vec16f type; };
+
+// The widest hardware vector (16 floats with AVX-512, 8 with AVX, else 4) and the next narrower one,
+// which covers a remainder of half a vector (head dim 24 = 16 + 8).
+#if defined(__AVX512F__)
+constexpr index_t kLanes = 16;
+#elif defined(__AVX__)
+constexpr index_t kLanes = 8;
+#else
+constexpr index_t kLanes = 4;
+#endif
+constexpr index_t kHalfLanes = kLanes / 2;
+typedef Vec<kLanes>::type vecf;
+typedef int32_t veci __attribute__((vector_size(kLanes * sizeof(int32_t))));
+
+// Unaligned loads and stores (memcpy: a template argument loses the typedef's aligned(4)).
+template <typename V = vecf>
+inline V load(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V>
+inline void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
+
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
-// exp(x) for float, branch-free so that loops calling it vectorize (std::exp does not without
-// -ffast-math). Cephes' range reduction x = n ln2 + r and degree-6 polynomial: relative error about
-// 2 ulp; inputs below -87 flush to 0 (as -inf gives 0), above 88 saturate.
-inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // NaN passes through
+// 2^n for a float n holding an integer in [-127, 128]: n + 127 placed in the exponent bits.
+inline float pow2_of_integer(float n) {
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float p;
+  __builtin_memcpy(&p, &bits, sizeof(p));
+  return p;
+}
+inline vecf pow2_of_integer(vecf n) {
+  const veci bits = (__builtin_convertvector(n, veci) + 127) << 23;
+  return (vecf)bits;  // a cast between vector types of one size keeps the bits
+}
+
+// exp(x) for a float or a vecf, branch-free (std::exp does not vectorize without -ffast-math).
+// Cephes' range reduction x = n ln2 + r and degree-6 polynomial: relative error about 2 ulp; inputs
+// below -87 flush to 0 (as -inf gives 0), above 88 saturate; NaN passes through.
+template <typename T>
+inline T exp_approx(T x) {
+  const T lo = T{} - 87.0f, hi = T{} + 88.0f;
+  x = x < lo ? lo : (x > hi ? hi : x);
   // Round to nearest by adding and subtracting 1.5 * 2^23 (std::floor/nearbyint calls do not vectorize).
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  const T n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const T r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  T p = T{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  __builtin_memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
+  const T y = p * r * r + r + 1.0f;
+  return y * pow2_of_integer(n);
 }
 
 // The standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 and density phi(x), branch-free.
@@ -69,32 +119,64 @@ inline void mul_gelu_grad_inplace(const float* __restrict__ grad_out, float* __r
   for (index_t i = 0; i < n; ++i) g[i] = grad_out[i] * gelu_grad(g[i]);
 }
 
-// Sum and maximum of x[0:n] with 16 independent lanes, so the loops vectorize without -ffast-math
-// (a single float accumulator forbids reordering).
-inline float sum_of(const float* __restrict__ x, index_t n) {
-  float lanes[16] = {};
-  index_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (index_t j = 0; j < 16; ++j) lanes[j] += x[i + j];
-  float total = 0.0f;
-  for (index_t j = 0; j < 16; ++j) total += lanes[j];
-  for (; i < n; ++i) total += x[i];
-  return total;
+// Horizontal sum and maximum of a vector's lanes, folding halves (a lane-by-lane chain is 16
+// dependent adds).
+template <typename Half, typename V>
+inline void halves(V v, Half& lo, Half& hi) {
+  __builtin_memcpy(&lo, &v, sizeof(Half));
+  __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
 }
-inline float max_of(const float* __restrict__ x, index_t n, float init) {
-  float lanes[16];
-  for (index_t j = 0; j < 16; ++j) lanes[j] = init;
-  index_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (index_t j = 0; j < 16; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
-  float best = init;
-  for (index_t j = 0; j < 16; ++j) best = lanes[j] > best ? lanes[j] : best;
-  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
-  return best;
+inline float lane_sum(vec4f v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+inline float lane_sum(vec8f v) {
+  vec4f lo, hi;
+  halves(v, lo, hi);
+  return lane_sum(lo + hi);
 }
-// x[i] = exp(x[i] - shift).
-inline void exp_shifted_inplace(float* __restrict__ x, index_t n, float shift) {
-  for (index_t i = 0; i < n; ++i) x[i] = exp_approx(x[i] - shift);
+inline float lane_sum(vec16f v) {
+  vec8f lo, hi;
+  halves(v, lo, hi);
+  return lane_sum(lo + hi);
+}
+inline float lane_max(vec4f v) {
+  const float a = v[0] > v[2] ? v[0] : v[2], b = v[1] > v[3] ? v[1] : v[3];
+  return a > b ? a : b;
+}
+inline float lane_max(vec8f v) {
+  vec4f lo, hi;
+  halves(v, lo, hi);
+  return lane_max(lo > hi ? lo : hi);
+}
+inline float lane_max(vec16f v) {
+  vec8f lo, hi;
+  halves(v, lo, hi);
+  return lane_max(lo > hi ? lo : hi);
+}
+
+// max(init, x[0:n]).
+inline float max_of(const float* x, index_t n, float init) {
+  vecf best = vecf{} + init;
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const vecf v = load(x + i);
+    best = v > best ? v : best;
+  }
+  float result = lane_max(best);
+  for (; i < n; ++i) result = x[i] > result ? x[i] : result;
+  return result;
+}
+
+// x[i] = exp(x[i] - shift); returns the sum of the new x[0:n].
+inline float exp_shifted_inplace(float* x, index_t n, float shift) {
+  vecf total{};
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const vecf e = exp_approx(load(x + i) - shift);
+    store(x + i, e);
+    total += e;
+  }
+  float sum = lane_sum(total);
+  for (; i < n; ++i) sum += (x[i] = exp_approx(x[i] - shift));
+  return sum;
 }
 
 // Runs body(i) for i in [0, n) on num_threads OpenMP threads (the caller passes torch's setting).

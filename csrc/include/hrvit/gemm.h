@@ -8,38 +8,27 @@
 
 namespace hrvit {
 
-// One hardware vector of floats (8 with AVX, else 4); aligned(4) makes loads and stores through it
-// unaligned-safe.
-#ifdef __AVX__
-constexpr index_t kLanes = 8;
-#else
-constexpr index_t kLanes = 4;
-#endif
-typedef float vecf __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)));
-
-inline vecf load(const float* p) { return *reinterpret_cast<const vecf*>(p); }
-inline void store(float* p, vecf v) { *reinterpret_cast<vecf*>(p) = v; }
-
 namespace detail {
 
-// C[0:MR, 0:kLanes*NV] (+)= A[0:MR, 0:K] B[0:K, 0:kLanes*NV], the C tile held in vector registers;
+// C[0:MR, 0:Lanes*NV] (+)= A[0:MR, 0:K] B[0:K, 0:Lanes*NV], the C tile held in vector registers;
 // Accumulate = false overwrites C instead of adding to it.
-template <index_t MR, index_t NV, bool Accumulate>
+template <index_t MR, index_t NV, index_t Lanes, bool Accumulate>
 inline void gemm_tile(index_t K, const float* A, index_t lda, const float* B, index_t ldb, float* C,
                       index_t ldc) {
-  vecf c[MR][NV];
+  typedef typename Vec<Lanes>::type V;
+  V c[MR][NV];
   for (index_t r = 0; r < MR; ++r)
-    for (index_t t = 0; t < NV; ++t) c[r][t] = Accumulate ? load(C + r * ldc + kLanes * t) : vecf{};
+    for (index_t t = 0; t < NV; ++t) c[r][t] = Accumulate ? load<V>(C + r * ldc + Lanes * t) : V{};
   for (index_t k = 0; k < K; ++k) {
-    vecf b[NV];
-    for (index_t t = 0; t < NV; ++t) b[t] = load(B + k * ldb + kLanes * t);
+    V b[NV];
+    for (index_t t = 0; t < NV; ++t) b[t] = load<V>(B + k * ldb + Lanes * t);
     for (index_t r = 0; r < MR; ++r) {
       const float a = A[r * lda + k];
       for (index_t t = 0; t < NV; ++t) c[r][t] += a * b[t];
     }
   }
   for (index_t r = 0; r < MR; ++r)
-    for (index_t t = 0; t < NV; ++t) store(C + r * ldc + kLanes * t, c[r][t]);
+    for (index_t t = 0; t < NV; ++t) store(C + r * ldc + Lanes * t, c[r][t]);
 }
 
 // Columns [j, N) that do not fill a vector.
@@ -58,15 +47,25 @@ template <index_t MR, bool Accumulate>
 inline void gemm_rows(index_t N, index_t K, const float* A, index_t lda, const float* B, index_t ldb,
                       float* C, index_t ldc) {
   index_t j = 0;
-  for (; j + 2 * kLanes <= N; j += 2 * kLanes) gemm_tile<MR, 2, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
-  for (; j + kLanes <= N; j += kLanes) gemm_tile<MR, 1, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
+  for (; j + 2 * kLanes <= N; j += 2 * kLanes)
+    gemm_tile<MR, 2, kLanes, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
+  for (; j + kLanes <= N; j += kLanes) gemm_tile<MR, 1, kLanes, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
+  for (; j + kHalfLanes <= N; j += kHalfLanes)
+    gemm_tile<MR, 1, kHalfLanes, Accumulate>(K, A, lda, B + j, ldb, C + j, ldc);
   if (j < N) gemm_tail<Accumulate>(MR, j, N, K, A, lda, B, ldb, C, ldc);
 }
+
+// Rows per register tile: eight independent accumulator chains keep both FMA units busy through
+// their latency even when C is one vector wide (head dim 16); AVX2's 16 registers hold only four
+// rows of two vectors.
+constexpr index_t kTileRows = kLanes == 16 ? 8 : 4;
 
 template <bool Accumulate>
 inline void gemm(index_t M, index_t N, index_t K, const float* A, index_t lda, const float* B, index_t ldb,
                  float* C, index_t ldc) {
   index_t i = 0;
+  for (; i + kTileRows <= M; i += kTileRows)
+    gemm_rows<kTileRows, Accumulate>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
   for (; i + 4 <= M; i += 4) gemm_rows<4, Accumulate>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
   for (; i < M; ++i) gemm_rows<1, Accumulate>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc);
 }
