@@ -71,7 +71,7 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
   {
     AttentionScratch w;
     std::vector<index_t> tokens;
-    std::vector<float> Q, KT, V, O(kQueryBlock * d), row_lse(kQueryBlock);
+    std::vector<float> K, VT, QT(d * kQueryBlock), OT(d * kQueryBlock), block_lse(kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -79,24 +79,27 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
       const Unit u = unit_at(s, ui);
       stripe_tokens(s, u, tokens);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
-      Q.resize(L * d);
-      KT.resize(L * d);
-      V.resize(L * d);
-      gather(q, u.batch, tokens, c0, d, Q.data(), false);
-      for (float& x : Q) x *= s.scale;  // logits = (scale q) k^T
-      gather(k, u.batch, tokens, c0, d, KT.data(), true);
-      if (aliased)  // V is the transpose of the tile already read
-        transpose(d, L, KT.data(), L, V.data(), d);
+      K.resize(L * d);
+      VT.resize(L * d);
+      gather(k, u.batch, tokens, c0, d, K.data(), false);
+      if (aliased)  // V^T is the transpose of the tile already read
+        transpose(L, d, K.data(), d, VT.data(), L);
       else
-        gather(v, u.batch, tokens, c0, d, V.data(), false);
+        gather(v, u.batch, tokens, c0, d, VT.data(), true);
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
-        attend_rows(Q.data() + i0 * d, m, KT.data(), L, V.data(), d, L, d, w, O.data(), row_lse.data(),
-                    kNoHook);
+        // Q^T of the block, scaled (logits = (scale q) k^T); columns past m stay zero.
+        std::fill(QT.begin(), QT.end(), 0.0f);
+        for (index_t i = 0; i < m; ++i) {
+          const float* src = q.data + u.batch * q.sb + tokens[i0 + i] * q.sn + c0;
+          for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
+        }
+        attend_columns(QT.data(), K.data(), VT.data(), L, L, d, w, OT.data(), block_lse.data());
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
-          std::copy(O.data() + i * d, O.data() + (i + 1) * d, out + (u.batch * N + t) * C + c0);
-          lse[lse_row(s, u) + t] = row_lse[i];
+          float* dst = out + (u.batch * N + t) * C + c0;
+          for (index_t c = 0; c < d; ++c) dst[c] = OT[c * kQueryBlock + i];
+          lse[lse_row(s, u) + t] = block_lse[i];
         }
       }
     }

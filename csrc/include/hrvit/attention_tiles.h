@@ -95,6 +95,61 @@ void attend_rows(const float* Q, index_t m, const float* KT, index_t ld_kt, cons
   }
 }
 
+// The same attention with queries as columns: S^T = K Q^T (keys x queries), so the softmax
+// statistics of a query are lanes of a vector (no per-row horizontal reductions) and both products
+// have kQueryBlock columns whatever the head dim. Faster than attend_rows for the short stripes and
+// small head dims of HRViT's first branches.
+//
+// QT: d x kQueryBlock (scaled; columns past the real queries may hold anything finite), K: Lk x d,
+// VT: d x Lk (row stride ld_vt). Writes OT (d x kQueryBlock, normalised) and lse (kQueryBlock).
+inline void attend_columns(const float* QT, const float* K, const float* VT, index_t ld_vt, index_t Lk,
+                           index_t d, AttentionScratch& w, float* OT, float* lse) {
+  constexpr index_t kVecs = kQueryBlock / kLanes;
+  static_assert(kQueryBlock % kLanes == 0, "a query block is whole vectors");
+  vecf mx[kVecs], l[kVecs];
+  for (index_t t = 0; t < kVecs; ++t) {
+    mx[t] = vecf{} - std::numeric_limits<float>::infinity();
+    l[t] = vecf{};
+  }
+  std::fill(OT, OT + d * kQueryBlock, 0.0f);
+  float* ST = w.S.data();  // n x kQueryBlock
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+    const index_t n = std::min(kKeyBlock, Lk - j0);
+    gemm_set(n, kQueryBlock, d, K + j0 * d, d, QT, kQueryBlock, ST, kQueryBlock);
+    vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
+    for (index_t t = 0; t < kVecs; ++t) new_max[t] = mx[t];
+    for (index_t r = 0; r < n; ++r)
+      for (index_t t = 0; t < kVecs; ++t) {
+        const vecf x = load(ST + r * kQueryBlock + kLanes * t);
+        new_max[t] = x > new_max[t] ? x : new_max[t];
+      }
+    for (index_t t = 0; t < kVecs; ++t) {
+      alpha[t] = exp_approx(mx[t] - new_max[t]);  // 0 on the first block (mx = -inf)
+      sum[t] = vecf{};
+    }
+    for (index_t r = 0; r < n; ++r)
+      for (index_t t = 0; t < kVecs; ++t) {
+        const vecf p = exp_approx(load(ST + r * kQueryBlock + kLanes * t) - new_max[t]);
+        store(ST + r * kQueryBlock + kLanes * t, p);
+        sum[t] += p;
+      }
+    for (index_t c = 0; c < d; ++c)
+      for (index_t t = 0; t < kVecs; ++t)
+        store(OT + c * kQueryBlock + kLanes * t, load(OT + c * kQueryBlock + kLanes * t) * alpha[t]);
+    for (index_t t = 0; t < kVecs; ++t) {
+      l[t] = l[t] * alpha[t] + sum[t];
+      mx[t] = new_max[t];
+    }
+    gemm_acc(d, kQueryBlock, n, VT + j0, ld_vt, ST, kQueryBlock, OT, kQueryBlock);
+  }
+  for (index_t t = 0; t < kVecs; ++t) {
+    const vecf inv = 1.0f / l[t];
+    for (index_t c = 0; c < d; ++c)
+      store(OT + c * kQueryBlock + kLanes * t, load(OT + c * kQueryBlock + kLanes * t) * inv);
+    for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = mx[t][j] + std::log(l[t][j]);
+  }
+}
+
 // Gradients of one head's attention (flash-style, from the saved log-sum-exp): Q (Lq x d, already
 // scaled), K (Lk x d) and KT, VT (d x Lk), dO (Lq x d), lse and D = rowsum(dO * O) (Lq). Accumulates
 // into dQ (Lq x d; the caller multiplies by the scale), dK (Lk x d) and dV (Lk x d).
