@@ -169,3 +169,34 @@ def test_whole_model_compiles_fullgraph_with_inductor_and_equals_eager():
     with torch.no_grad():
         for actual, expected in zip(compiled(x), model(x)):
             torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_segformer_head_folded_fusion_equals_the_release_sequence(training):
+    """Outside the reference backend the fusion conv (and eval BatchNorm) are folded into the level
+    convs and the levels summed in place; outputs and gradients must equal the release's sequence."""
+    from hrvit_kernels.models.heads.segformer import SegFormerHead
+
+    torch.manual_seed(0)
+    head = SegFormerHead([8, 16, 24, 32], channels=12, num_classes=5).train(training)
+    bn = head.fusion_conv.bn
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    head.dropout.p = 0.0  # dropout draws differ between the two calls
+    maps = [randn(2, c, s, s + 1).requires_grad_() for c, s in zip([8, 16, 24, 32], [17, 9, 5, 3])]
+    results = []
+    for backend in ("reference", "auto"):
+        with hk.use_backend(backend):
+            out = head(maps)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
+                                    maps + list(head.parameters()))
+        results.append((out, grads))
+    (expected, expected_grads), (actual, actual_grads) = results
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
+    # atol 1e-4: in training mode the level-conv bias gradients are zero up to rounding (BatchNorm
+    # removes per-channel shifts), so only their absolute size is meaningful.
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)

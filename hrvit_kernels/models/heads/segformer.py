@@ -49,25 +49,37 @@ class SegFormerHead(nn.Module):
             outs = [F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
                     for conv, x in zip(self.convs, maps)]
             fused = self.fusion_conv.conv(torch.cat(outs, dim=1))
-        else:
-            fused = self._folded_fusion(maps, size)
-        return self.conv_seg(self.dropout(F.relu(self.fusion_conv.bn(fused))))
+            return self.conv_seg(self.dropout(F.relu(self.fusion_conv.bn(fused))))
+        bn = self.fusion_conv.bn
+        if bn.training:
+            fused = bn(self._folded_fusion(maps, size))
+        else:  # eval BatchNorm is a per-channel affine map: folded into the level convs as well
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            fused = self._folded_fusion(maps, size, scale, bn.bias - bn.running_mean * scale)
+        # In place: the stride-4 maps are the largest tensors of the head (D x H/4 x W/4).
+        return self.conv_seg(self.dropout(F.relu(fused, inplace=True)))
 
-    def _folded_fusion(self, maps, size) -> torch.Tensor:
-        """The fusion conv applied before the resize, folded into each level's conv.
+    def _folded_fusion(self, maps, size, out_scale=None, out_shift=None) -> torch.Tensor:
+        """The fusion conv (optionally followed by the per-channel affine map out_scale * y + out_shift)
+        applied before the resize, folded into each level's conv.
 
         1x1 convs and bilinear resizing (weights sum to 1) commute, so
         W_fuse . cat_i(resize(W_i x_i + b_i)) = sum_i resize((W_fuse,i W_i) x_i + W_fuse,i b_i):
         the same result without the 4D-channel concatenation or the 4D -> D conv at stride 4.
+        Levels are summed in place into the first level's map (no intermediate stride-4 sums).
         """
         D = self.channels
         fuse = self.fusion_conv.conv.weight.reshape(D, len(self.convs), D)
+        if out_scale is not None:
+            fuse = fuse * out_scale[:, None, None]
         total = None
         for i, (conv, x) in enumerate(zip(self.convs, maps)):
             w = fuse[:, i] @ conv.conv.weight.reshape(D, -1)
             b = fuse[:, i] @ conv.conv.bias
+            if i == 0 and out_shift is not None:
+                b = b + out_shift
             y = F.conv2d(x, w.reshape(D, -1, 1, 1), b)
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            total = y if total is None else total + y
+            total = y if total is None else total.add_(y)
         return total
