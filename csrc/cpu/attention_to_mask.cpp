@@ -13,9 +13,6 @@
 namespace hrvit {
 namespace {
 
-// Query rows per forward unit: small enough to spread 150 class queries over the threads.
-constexpr index_t kRowsPerUnit = 16;
-
 std::vector<index_t> iota(index_t n) {
   std::vector<index_t> v(static_cast<size_t>(n));
   std::iota(v.begin(), v.end(), index_t{0});
@@ -27,49 +24,51 @@ std::vector<index_t> iota(index_t n) {
 void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
                                float* out, float* mask, float* lse, int num_threads) {
   const index_t d = s.channels / s.heads, Lq = s.queries, Lk = s.keys, C = s.channels;
-  const index_t blocks = (Lq + kRowsPerUnit - 1) / kRowsPerUnit;
+  const index_t blocks = (Lq + kQueryBlock - 1) / kQueryBlock;
   const float inv_heads = 1.0f / static_cast<float>(s.heads);
-  // Keys transposed once, (B, C, L): every unit reads its head's rows as the score product's B.
-  std::vector<float> kt(static_cast<size_t>(s.batch * C * Lk));
+  // Values transposed once, (B, C, L): every unit reads its head's rows as the second product's A.
+  std::vector<float> vt(static_cast<size_t>(s.batch * C * Lk));
   parallel_for(s.batch * s.heads, num_threads, [&](index_t bh) {
     const index_t b = bh / s.heads, h = bh % s.heads;
-    transpose(Lk, d, k.data + b * k.sb + h * d, k.sn, kt.data() + (b * C + h * d) * Lk, Lk);
+    transpose(Lk, d, v.data + b * v.sb + h * d, v.sn, vt.data() + (b * C + h * d) * Lk, Lk);
   });
 #ifdef _OPENMP
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
 #endif
   {
     AttentionScratch w;
-    std::vector<index_t> rows;
-    std::vector<float> Q, O(kRowsPerUnit * d);
+    // maskT: the unit's head-mean logits, keys x queries, the layout attend_columns produces them in.
+    std::vector<float> QT(d * kQueryBlock), OT(d * kQueryBlock), block_lse(kQueryBlock),
+        maskT(Lk * kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t unit = 0; unit < s.batch * blocks; ++unit) {
-      const index_t b = unit / blocks, i0 = (unit % blocks) * kRowsPerUnit;
-      const index_t m = std::min(kRowsPerUnit, Lq - i0);
-      rows.resize(m);
-      std::iota(rows.begin(), rows.end(), i0);
-      Q.resize(m * d);
-      float* mask_rows = mask + (b * Lq + i0) * Lk;
+      const index_t b = unit / blocks, i0 = (unit % blocks) * kQueryBlock;
+      const index_t m = std::min(kQueryBlock, Lq - i0);
       for (index_t h = 0; h < s.heads; ++h) {
-        gather(q, b, rows, h * d, d, Q.data(), false);
-        for (float& x : Q) x *= s.scale;
-        auto add_to_mask = [&](index_t j0, index_t n, const float* S) {
-          for (index_t i = 0; i < m; ++i) {
-            float* __restrict__ dst = mask_rows + i * Lk + j0;
-            const float* __restrict__ src = S + i * kKeyBlock;
-            if (h == 0)
-              for (index_t j = 0; j < n; ++j) dst[j] = src[j] * inv_heads;
-            else
-              for (index_t j = 0; j < n; ++j) dst[j] += src[j] * inv_heads;
-          }
+        // Q^T of the block and head, scaled; columns past m stay zero.
+        std::fill(QT.begin(), QT.end(), 0.0f);
+        for (index_t i = 0; i < m; ++i) {
+          const float* src = q.data + b * q.sb + (i0 + i) * q.sn + h * d;
+          for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
+        }
+        auto add_to_mask = [&](index_t j0, index_t n, const float* ST) {
+          float* __restrict__ dst = maskT.data() + j0 * kQueryBlock;
+          if (h == 0)
+            for (index_t x = 0; x < n * kQueryBlock; ++x) dst[x] = ST[x] * inv_heads;
+          else
+            for (index_t x = 0; x < n * kQueryBlock; ++x) dst[x] += ST[x] * inv_heads;
         };
-        attend_rows(Q.data(), m, kt.data() + (b * C + h * d) * Lk, Lk, v.data + b * v.sb + h * d, v.sn,
-                    Lk, d, w, O.data(), lse + (b * s.heads + h) * Lq + i0, add_to_mask);
-        for (index_t i = 0; i < m; ++i)
-          std::copy(O.data() + i * d, O.data() + (i + 1) * d, out + (b * Lq + i0 + i) * C + h * d);
+        attend_columns(QT.data(), k.data + b * k.sb + h * d, k.sn, vt.data() + (b * C + h * d) * Lk, Lk, Lk,
+                       d, w, OT.data(), block_lse.data(), add_to_mask);
+        for (index_t i = 0; i < m; ++i) {
+          float* dst = out + (b * Lq + i0 + i) * C + h * d;
+          for (index_t c = 0; c < d; ++c) dst[c] = OT[c * kQueryBlock + i];
+          lse[(b * s.heads + h) * Lq + i0 + i] = block_lse[i];
+        }
       }
+      transpose(Lk, m, maskT.data(), kQueryBlock, mask + (b * Lq + i0) * Lk, Lk);
     }
   }
 }

@@ -94,7 +94,7 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
           const float* src = q.data + u.batch * q.sb + tokens[i0 + i] * q.sn + c0;
           for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
         }
-        attend_columns(QT.data(), K.data(), VT.data(), L, L, d, w, OT.data(), block_lse.data());
+        attend_columns(QT.data(), K.data(), d, VT.data(), L, L, d, w, OT.data(), block_lse.data(), kNoHook);
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
           float* dst = out + (u.batch * N + t) * C + c0;

@@ -51,9 +51,8 @@ Availability = Callable[[tuple[torch.Tensor, ...]], "str | None"]
 
 
 def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
-                   available: Mapping[str, Availability], auto_order: tuple[str, ...] = _AUTO_ORDER) -> str:
-    """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check;
-    ``auto_order`` is the preference of "auto" (an op leaves out a backend that measures slower)."""
+                   available: Mapping[str, Availability]) -> str:
+    """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check."""
     _check_name(backend, f"{op}: argument 'backend'")
     requested = backend if backend != "auto" else default_backend()
     if requested != "auto":
@@ -66,7 +65,7 @@ def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
         if reason is not None:
             raise RuntimeError(f"{op}: backend {requested!r} cannot run this call: {reason}")
         return requested
-    for name in auto_order:
+    for name in _AUTO_ORDER:
         check = available.get(name)
         if name == "triton" and not tensors[0].is_cuda:
             continue  # the Triton interpreter on CPU is for tests: far slower than any other backend

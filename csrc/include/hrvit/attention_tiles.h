@@ -100,10 +100,13 @@ void attend_rows(const float* Q, index_t m, const float* KT, index_t ld_kt, cons
 // have kQueryBlock columns whatever the head dim. Faster than attend_rows for the short stripes and
 // small head dims of HRViT's first branches.
 //
-// QT: d x kQueryBlock (scaled; columns past the real queries may hold anything finite), K: Lk x d,
-// VT: d x Lk (row stride ld_vt). Writes OT (d x kQueryBlock, normalised) and lse (kQueryBlock).
-inline void attend_columns(const float* QT, const float* K, const float* VT, index_t ld_vt, index_t Lk,
-                           index_t d, AttentionScratch& w, float* OT, float* lse) {
+// QT: d x kQueryBlock (scaled; columns past the real queries may hold anything finite), K: Lk x d
+// (row stride ld_k), VT: d x Lk (row stride ld_vt). Writes OT (d x kQueryBlock, normalised) and lse
+// (kQueryBlock). on_logits(j0, n, ST) sees each key block's scaled logits S^T (n x kQueryBlock)
+// before the softmax.
+template <typename OnLogits>
+void attend_columns(const float* QT, const float* K, index_t ld_k, const float* VT, index_t ld_vt,
+                    index_t Lk, index_t d, AttentionScratch& w, float* OT, float* lse, OnLogits on_logits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   static_assert(kQueryBlock % kLanes == 0, "a query block is whole vectors");
   vecf mx[kVecs], l[kVecs];
@@ -115,7 +118,8 @@ inline void attend_columns(const float* QT, const float* K, const float* VT, ind
   float* ST = w.S.data();  // n x kQueryBlock
   for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
     const index_t n = std::min(kKeyBlock, Lk - j0);
-    gemm_set(n, kQueryBlock, d, K + j0 * d, d, QT, kQueryBlock, ST, kQueryBlock);
+    gemm_set(n, kQueryBlock, d, K + j0 * ld_k, ld_k, QT, kQueryBlock, ST, kQueryBlock);
+    on_logits(j0, n, static_cast<const float*>(ST));
     vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
     for (index_t t = 0; t < kVecs; ++t) new_max[t] = mx[t];
     for (index_t r = 0; r < n; ++r)

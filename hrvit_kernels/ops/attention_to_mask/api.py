@@ -28,9 +28,6 @@ def _validate(q, k, v, num_heads, scale):
 
 AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": attention_to_mask_triton, "cpp": attention_to_mask_cpp}
-# "auto" skips the C++ kernel: at SegViT's shapes it measures slower than the eager reference on CPU
-# (benchmarks/results/cpu-2core.md); backend="cpp" still runs it.
-AUTO_ORDER = ("triton", "reference")
 
 
 def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,
@@ -42,7 +39,7 @@ def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_hea
     """
     _validate(q, k, v, num_heads, scale)
     scale = (q.shape[-1] // num_heads) ** -0.5 if scale is None else float(scale)
-    backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE, AUTO_ORDER)
+    backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":
         return attention_to_mask_reference(q, k, v, num_heads, scale)
     out, mask_logits, _ = KERNELS[backend](q, k, v, num_heads, scale)
