@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrvit_kernels.models.hrvit import VARIANTS
-from hrvit_kernels.ops.cswin_attention import stripe_heads
 
 DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segformer"]
 
@@ -19,18 +18,26 @@ class OpCase:
         return f"{self.op} {self.label} " + " ".join(f"{k}={v}" for k, v in self.shape.items())
 
 
-def hrvit_stage_cases(variant: str, size: int, batch: int) -> list[OpCase]:
-    """The stripe attention and MixCFN shapes of each branch of an HRViT variant at size x size."""
+def hrvit_stage_cases(variant: str, height: int, width: int, batch: int) -> list[OpCase]:
+    """The stripe attention and MixCFN shapes of each branch of an HRViT variant at height x width."""
     cfg = VARIANTS[variant]
     cases = []
     for branch, (C, sw, ratio) in enumerate(zip(cfg.widths, cfg.stripe_widths, cfg.mlp_ratios)):
-        side = -(-size // (4 * 2 ** branch))
-        heads, used = stripe_heads(C, cfg.head_dim)
-        label = f"{variant}/branch{branch}@{size}"
+        stride = 4 * 2 ** branch
+        H, W = -(-height // stride), -(-width // stride)
+        label = f"{variant}/branch{branch}@{height}x{width}"
         cases.append(OpCase("cswin_attention", label,
-                            dict(B=batch, H=side, W=side, C=C, stripe_width=sw, head_dim=cfg.head_dim)))
-        cases.append(OpCase("mix_conv_gelu", label, dict(B=batch, H=side, W=side, R=C * ratio)))
+                            dict(B=batch, H=H, W=W, C=C, stripe_width=sw, head_dim=cfg.head_dim)))
+        cases.append(OpCase("mix_conv_gelu", label, dict(B=batch, H=H, W=W, R=C * ratio)))
     return cases
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """"512" -> (512, 512); "1024x2048" -> (1024, 2048) (height x width)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"image size must look like 512 or 1024x2048 (height x width), got {text!r}")
+    return int(parts[0]), int(parts[-1])
 
 
 def atm_cases(batch: int) -> list[OpCase]:

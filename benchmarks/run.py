@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hrvit_kernels as hk  # noqa: E402
-from cases import DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases  # noqa: E402
+from cases import DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size  # noqa: E402
 from harness import Progress, device_slug, environment, measure  # noqa: E402
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
@@ -41,6 +41,9 @@ def parse_args(argv=None):
                    help="backends to time (default: reference and every other one that can run here)")
     p.add_argument("--op-variants", nargs="*", default=["b1"], choices=["b1", "b2", "b3"],
                    help="HRViT variants whose stage shapes the op rows use (none: skip op rows)")
+    p.add_argument("--op-sizes", nargs="+", type=parse_image_size, default=None, metavar="HxW",
+                   help="input sizes whose stage shapes the op rows use, e.g. 512 1024x2048 "
+                        "(default: --size)")
     p.add_argument("--no-atm", action="store_true", help="skip the attention-to-mask op rows")
     p.add_argument("--baselines", nargs="*", default=None, choices=["compile", "sdpa", "flex"],
                    help="baselines for the op rows (default: all on CUDA, none on CPU where compiling "
@@ -274,7 +277,8 @@ def main(argv=None) -> dict:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     if args.baselines is None:
         args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else []
-    op_cases = [c for v in args.op_variants for c in hrvit_stage_cases(v, args.size, args.batch)]
+    op_sizes = args.op_sizes or [(args.size, args.size)]
+    op_cases = [c for (h, w) in op_sizes for v in args.op_variants for c in hrvit_stage_cases(v, h, w, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
     backends_per_model = len(model_backends(args.backends, device))

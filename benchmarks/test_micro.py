@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import atm_cases, hrvit_stage_cases  # noqa: E402
 from run import backward_of, make_op_inputs, op_backends  # noqa: E402
 
-CASES = hrvit_stage_cases("b1", 512, 1) + atm_cases(1)
+CASES = hrvit_stage_cases("b1", 512, 512, 1) + atm_cases(1)
 PARAMS = [pytest.param(case, backend, id=f"{case.op}-{case.label}-{backend}")
           for case in CASES
           for backend in op_backends(case.op, None, make_op_inputs(case, "cpu", torch.float32, False)[0])]

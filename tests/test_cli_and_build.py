@@ -35,6 +35,22 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert report["models"][0]["model"] == "hrvit_b1"
 
 
+
+def test_op_cases_cover_non_square_inputs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from cases import hrvit_stage_cases, parse_image_size
+    finally:
+        sys.path.pop(0)
+    assert parse_image_size("512") == (512, 512) and parse_image_size("1024x2048") == (1024, 2048)
+    for bad in ("", "1024x", "0x5", "2x3x4", "ax3"):
+        with pytest.raises(ValueError, match="image size"):
+            parse_image_size(bad)
+    shapes = [c.shape for c in hrvit_stage_cases("b1", 1024, 2048, 16) if c.op == "cswin_attention"]
+    assert [(s["H"], s["W"]) for s in shapes] == [(256, 512), (128, 256), (64, 128), (32, 64)]
+    # the longest stripes at 1024x2048: 7 rows of 128 tokens (896) at branch 2
+    assert max(s["stripe_width"] * max(s["H"], s["W"]) for s in shapes) == 7 * 128
+
 def test_csrc_includes_no_torch_headers():
     sources = list((ROOT / "csrc").rglob("*.cpp")) + list((ROOT / "csrc").rglob("*.h"))
     assert sources
