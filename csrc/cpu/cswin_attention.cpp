@@ -116,7 +116,9 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
   {
     AttentionScratch w;
     std::vector<index_t> tokens;
-    std::vector<float> Q, K, KT, VT, O, dO, dQ, dK, dV, D, L_lse;
+    // Row buffers are padded with zero rows to whole query blocks (see attend_columns_backward).
+    std::vector<float> Q, dO, O, K, V_rows, KT, dK, dV, D, row_lse;
+    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -124,28 +126,41 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
       const Unit u = unit_at(s, ui);
       stripe_tokens(s, u, tokens);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
-      for (auto* buf : {&Q, &K, &KT, &VT, &O, &dO}) buf->resize(L * d);
-      for (auto* buf : {&dQ, &dK, &dV}) buf->assign(L * d, 0.0f);
-      D.resize(L);
-      L_lse.resize(L);
+      const index_t padded = (L + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
+      for (auto* buf : {&Q, &dO, &O}) buf->assign(padded * d, 0.0f);
+      for (auto* buf : {&D, &row_lse}) buf->assign(padded, 0.0f);
+      for (auto* buf : {&dK, &dV}) buf->assign(L * d, 0.0f);
+      K.resize(L * d);
+      KT.resize(L * d);
       gather(q, u.batch, tokens, c0, d, Q.data(), false);
       for (float& x : Q) x *= s.scale;
       gather(k, u.batch, tokens, c0, d, K.data(), false);
       transpose(L, d, K.data(), d, KT.data(), L);
-      if (kv_aliased)
-        VT = KT;
-      else
-        gather(v, u.batch, tokens, c0, d, VT.data(), true);
+      const float* V = K.data();
+      if (!kv_aliased) {
+        V_rows.resize(L * d);
+        gather(v, u.batch, tokens, c0, d, V_rows.data(), false);
+        V = V_rows.data();
+      }
       gather(out, u.batch, tokens, c0, d, O.data(), false);
       gather(grad_out, u.batch, tokens, c0, d, dO.data(), false);
       row_dots(dO.data(), O.data(), L, d, D.data());
-      for (index_t i = 0; i < L; ++i) L_lse[i] = lse[lse_row(s, u) + tokens[i]];
-      attend_backward(Q.data(), L, K.data(), KT.data(), VT.data(), L, d, dO.data(), L_lse.data(),
-                      D.data(), w, dQ.data(), dK.data(), dV.data(), kNoHook);
+      for (index_t i = 0; i < L; ++i) row_lse[i] = lse[lse_row(s, u) + tokens[i]];
+      for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
+        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock);
+        transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
+        std::fill(dQT.begin(), dQT.end(), 0.0f);
+        attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
+                                row_lse.data() + i0, D.data() + i0, K.data(), V, KT.data(), L, d, w,
+                                dQT.data(), dK.data(), dV.data());
+        for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i) {
+          float* dst = grad_q + (u.batch * N + tokens[i0 + i]) * C + c0;
+          for (index_t c = 0; c < d; ++c) dst[c] = dQT[c * kQueryBlock + i] * s.scale;
+        }
+      }
       for (index_t i = 0; i < L; ++i) {
         const index_t row = (u.batch * N + tokens[i]) * C + c0;
         for (index_t c = 0; c < d; ++c) {
-          grad_q[row + c] = dQ[i * d + c] * s.scale;
           if (kv_aliased) {
             grad_v[row + c] = dV[i * d + c] + dK[i * d + c];
           } else {

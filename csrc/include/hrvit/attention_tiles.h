@@ -154,6 +154,41 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
   }
 }
 
+// Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved
+// log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
+// (kQueryBlock x d rows), Q scaled; padding columns / rows are zero, with lse and D (kQueryBlock) zero
+// there too, so they add nothing. K, V: Lk x d rows; KT: d x Lk. Accumulates dQT (d x kQueryBlock;
+// the caller multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already
+// the left operands of dV += P^T dO and dK += dS^T Q: no tile transposes.
+inline void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
+                                    const float* lse, const float* D, const float* K, const float* V,
+                                    const float* KT, index_t Lk, index_t d, AttentionScratch& w, float* dQT,
+                                    float* dK, float* dV) {
+  constexpr index_t kVecs = kQueryBlock / kLanes;
+  vecf row_lse[kVecs], row_D[kVecs];
+  for (index_t t = 0; t < kVecs; ++t) {
+    row_lse[t] = load(lse + kLanes * t);
+    row_D[t] = load(D + kLanes * t);
+  }
+  float* PT = w.S.data();    // n x kQueryBlock: logits, then probabilities
+  float* dST = w.dP.data();  // n x kQueryBlock: dP^T = V dO^T, then dS^T
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+    const index_t n = std::min(kKeyBlock, Lk - j0);
+    gemm_set(n, kQueryBlock, d, K + j0 * d, d, QT, kQueryBlock, PT, kQueryBlock);
+    gemm_set(n, kQueryBlock, d, V + j0 * d, d, dOT, kQueryBlock, dST, kQueryBlock);
+    for (index_t r = 0; r < n; ++r)
+      for (index_t t = 0; t < kVecs; ++t) {
+        const index_t x = r * kQueryBlock + kLanes * t;
+        const vecf p = exp_approx(load(PT + x) - row_lse[t]);
+        store(PT + x, p);
+        store(dST + x, p * (load(dST + x) - row_D[t]));
+      }
+    gemm_acc(n, d, kQueryBlock, PT, kQueryBlock, dO, d, dV + j0 * d, d);
+    gemm_acc(n, d, kQueryBlock, dST, kQueryBlock, Q, d, dK + j0 * d, d);
+    gemm_acc(d, kQueryBlock, n, KT + j0, Lk, dST, kQueryBlock, dQT, kQueryBlock);
+  }
+}
+
 // Gradients of one head's attention (flash-style, from the saved log-sum-exp): Q (Lq x d, already
 // scaled), K (Lk x d) and KT, VT (d x Lk), dO (Lq x d), lse and D = rowsum(dO * O) (Lq). Accumulates
 // into dQ (Lq x d; the caller multiplies by the scale), dK (Lk x d) and dV (Lk x d).
