@@ -78,43 +78,59 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
                                 const float* grad_mask, float* grad_q, float* grad_k, float* grad_v,
                                 int num_threads) {
   const index_t d = s.channels / s.heads, Lq = s.queries, Lk = s.keys, C = s.channels;
+  const index_t padded = (Lq + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
   const std::vector<index_t> queries = iota(Lq), keys = iota(Lk);
   const float inv_heads = 1.0f / static_cast<float>(s.heads);
+  // The mask is the mean of the heads' logits, so each head's logits get grad_mask / heads; stored
+  // transposed (B, Lk, padded queries, zero past Lq) to match the keys x queries blocks.
+  std::vector<float> grad_maskT(grad_mask ? static_cast<size_t>(s.batch * Lk * padded) : 0, 0.0f);
+  if (grad_mask)
+    parallel_for(s.batch, num_threads, [&](index_t b) {
+      transpose(Lq, Lk, grad_mask + b * Lq * Lk, Lk, grad_maskT.data() + b * Lk * padded, padded);
+    });
 #ifdef _OPENMP
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
 #endif
   {
     AttentionScratch w;
-    std::vector<float> Q(Lq * d), O(Lq * d), dO(Lq * d), dQ(Lq * d), D(Lq);
-    std::vector<float> K(Lk * d), KT(Lk * d), VT(Lk * d), dK(Lk * d), dV(Lk * d);
+    // Query-side rows padded with zero rows to whole blocks (see attend_columns_backward).
+    std::vector<float> Q(padded * d), O(padded * d), dO(padded * d), D(padded), row_lse(padded);
+    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock);
+    std::vector<float> K(Lk * d), KT(Lk * d), V(Lk * d), dK(Lk * d), dV(Lk * d);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t unit = 0; unit < s.batch * s.heads; ++unit) {
       const index_t b = unit / s.heads, h = unit % s.heads, c0 = h * d;
+      for (auto* buf : {&Q, &O, &dO, &D, &row_lse}) std::fill(buf->begin(), buf->end(), 0.0f);
       gather(q, b, queries, c0, d, Q.data(), false);
       for (float& x : Q) x *= s.scale;
       gather(k, b, keys, c0, d, K.data(), false);
       transpose(Lk, d, K.data(), d, KT.data(), Lk);
-      gather(v, b, keys, c0, d, VT.data(), true);
+      gather(v, b, keys, c0, d, V.data(), false);
       gather(out, b, queries, c0, d, O.data(), false);
       gather(grad_out, b, queries, c0, d, dO.data(), false);
       row_dots(dO.data(), O.data(), Lq, d, D.data());
-      for (auto* buf : {&dQ, &dK, &dV}) std::fill(buf->begin(), buf->end(), 0.0f);
-      // The mask is the mean of the heads' logits: each head's logits get grad_mask / heads.
-      auto add_mask_grad = [&](index_t i0, index_t m, index_t j0, index_t n, float* dS) {
-        if (grad_mask == nullptr) return;
-        for (index_t i = 0; i < m; ++i) {
-          const float* __restrict__ g = grad_mask + (b * Lq + i0 + i) * Lk + j0;
-          float* __restrict__ row = dS + i * kKeyBlock;
-          for (index_t j = 0; j < n; ++j) row[j] += g[j] * inv_heads;
-        }
-      };
-      attend_backward(Q.data(), Lq, K.data(), KT.data(), VT.data(), Lk, d, dO.data(),
-                      lse + (b * s.heads + h) * Lq, D.data(), w, dQ.data(), dK.data(), dV.data(),
-                      add_mask_grad);
-      for (index_t i = 0; i < Lq; ++i)
-        for (index_t c = 0; c < d; ++c) grad_q[(b * Lq + i) * C + c0 + c] = dQ[i * d + c] * s.scale;
+      std::copy(lse + (b * s.heads + h) * Lq, lse + (b * s.heads + h + 1) * Lq, row_lse.begin());
+      std::fill(dK.begin(), dK.end(), 0.0f);
+      std::fill(dV.begin(), dV.end(), 0.0f);
+      for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
+        auto add_mask_grad = [&](index_t j0, index_t n, float* __restrict__ dST) {
+          if (!grad_mask) return;
+          for (index_t r = 0; r < n; ++r) {
+            const float* __restrict__ g = grad_maskT.data() + (b * Lk + j0 + r) * padded + i0;
+            for (index_t x = 0; x < kQueryBlock; ++x) dST[r * kQueryBlock + x] += g[x] * inv_heads;
+          }
+        };
+        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock);
+        transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
+        std::fill(dQT.begin(), dQT.end(), 0.0f);
+        attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
+                                row_lse.data() + i0, D.data() + i0, K.data(), V.data(), KT.data(), Lk, d, w,
+                                dQT.data(), dK.data(), dV.data(), add_mask_grad);
+        for (index_t i = 0; i < std::min(kQueryBlock, Lq - i0); ++i)
+          for (index_t c = 0; c < d; ++c) grad_q[(b * Lq + i0 + i) * C + c0 + c] = dQT[c * kQueryBlock + i] * s.scale;
+      }
       for (index_t j = 0; j < Lk; ++j)
         for (index_t c = 0; c < d; ++c) {
           grad_k[(b * Lk + j) * C + c0 + c] = dK[j * d + c];

@@ -152,7 +152,7 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
                                 row_lse.data() + i0, D.data() + i0, K.data(), V, KT.data(), L, d, w,
-                                dQT.data(), dK.data(), dV.data());
+                                dQT.data(), dK.data(), dV.data(), kNoHook);
         for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i) {
           float* dst = grad_q + (u.batch * N + tokens[i0 + i]) * C + c0;
           for (index_t c = 0; c < d; ++c) dst[c] = dQT[c * kQueryBlock + i] * s.scale;
