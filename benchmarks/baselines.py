@@ -22,6 +22,16 @@ from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
 
 BASELINES = ("compile", "sdpa", "flex")
 
+# Every shape and grad mode compiles its own graph (dynamic=False); past dynamo's default limit of 8
+# recompiles a function silently falls back to eager, which would time eager under the compile label.
+# So: a high limit, and an error rather than a silent fallback if it is ever reached.
+for _limit in ("recompile_limit", "cache_size_limit"):  # the name differs between torch versions
+    if hasattr(torch._dynamo.config, _limit):
+        setattr(torch._dynamo.config, _limit, 1024)
+        break
+if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+
 
 def _transpose_image(t, rows, cols):
     B, _, c = t.shape

@@ -119,66 +119,6 @@ inline void mul_gelu_grad_inplace(const float* __restrict__ grad_out, float* __r
   for (index_t i = 0; i < n; ++i) g[i] = grad_out[i] * gelu_grad(g[i]);
 }
 
-// Horizontal sum and maximum of a vector's lanes, folding halves (a lane-by-lane chain is 16
-// dependent adds).
-template <typename Half, typename V>
-inline void halves(V v, Half& lo, Half& hi) {
-  __builtin_memcpy(&lo, &v, sizeof(Half));
-  __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
-}
-inline float lane_sum(vec4f v) { return (v[0] + v[2]) + (v[1] + v[3]); }
-inline float lane_sum(vec8f v) {
-  vec4f lo, hi;
-  halves(v, lo, hi);
-  return lane_sum(lo + hi);
-}
-inline float lane_sum(vec16f v) {
-  vec8f lo, hi;
-  halves(v, lo, hi);
-  return lane_sum(lo + hi);
-}
-inline float lane_max(vec4f v) {
-  const float a = v[0] > v[2] ? v[0] : v[2], b = v[1] > v[3] ? v[1] : v[3];
-  return a > b ? a : b;
-}
-inline float lane_max(vec8f v) {
-  vec4f lo, hi;
-  halves(v, lo, hi);
-  return lane_max(lo > hi ? lo : hi);
-}
-inline float lane_max(vec16f v) {
-  vec8f lo, hi;
-  halves(v, lo, hi);
-  return lane_max(lo > hi ? lo : hi);
-}
-
-// max(init, x[0:n]).
-inline float max_of(const float* x, index_t n, float init) {
-  vecf best = vecf{} + init;
-  index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    const vecf v = load(x + i);
-    best = v > best ? v : best;
-  }
-  float result = lane_max(best);
-  for (; i < n; ++i) result = x[i] > result ? x[i] : result;
-  return result;
-}
-
-// x[i] = exp(x[i] - shift); returns the sum of the new x[0:n].
-inline float exp_shifted_inplace(float* x, index_t n, float shift) {
-  vecf total{};
-  index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    const vecf e = exp_approx(load(x + i) - shift);
-    store(x + i, e);
-    total += e;
-  }
-  float sum = lane_sum(total);
-  for (; i < n; ++i) sum += (x[i] = exp_approx(x[i] - shift));
-  return sum;
-}
-
 // Runs body(i) for i in [0, n) on num_threads OpenMP threads (the caller passes torch's setting).
 template <typename Body>
 inline void parallel_for(index_t n, int num_threads, Body body) {
