@@ -17,19 +17,33 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5,
-            min_time_s: float = 0.0) -> dict:
-    """Median and spread (min, max, interquartile range) of fn's wall time in milliseconds."""
-    for _ in range(warmup):
-        fn()
+def measure_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
+                        repeats: int = 5) -> dict[str, dict]:
+    """Median and spread (min, max, interquartile range) of each fn's wall time in milliseconds.
+
+    The fns run in turn, one call each per round, so that a machine whose speed drifts during the
+    run (other load, memory pressure) shifts every contender alike and their ratios stay fair.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     synchronize(device)
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: _summary(t) for name, t in times.items()}
+
+
+def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 5) -> dict:
+    """measure_interleaved for one fn."""
+    return measure_interleaved({"fn": fn}, device, warmup, repeats)["fn"]
+
+
+def _summary(times: list[float]) -> dict:
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
             "iqr_ms": q[2] - q[0], "repeats": len(times)}

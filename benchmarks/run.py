@@ -9,6 +9,7 @@ Writes <out>/<device>.json (with machine, versions, date) and <out>/<device>.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hrvit_kernels as hk  # noqa: E402
 from cases import DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size  # noqa: E402
-from harness import Progress, device_slug, environment, measure  # noqa: E402
+from harness import Progress, device_slug, environment, measure, measure_interleaved  # noqa: E402
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
 from hrvit_kernels.ops import _dispatch  # noqa: E402
@@ -163,19 +164,31 @@ def bench_model(name, args, device, dtype, progress):
         row["macs_size"] = PUBLISHED.get(name, {}).get("size", args.size)
         row["gmacs"] = release_style_gmacs(name, row["macs_size"])
         progress.step(f"{name}: {row['params'] / 1e6:.2f} M params, {row['gmacs']:.2f} GMACs at {row['macs_size']}")
-    for backend in model_backends(args.backends, device):
-        with hk.use_backend(backend):
-            with torch.no_grad():
-                row["latency"][backend] = {"forward": measure(lambda: model(x), device, args.warmup, args.repeats)}
-            if args.train:
-                model.train()
-                row["latency"][backend]["train_step"] = measure(
-                    lambda: main_output(model(x)).float().mean().backward(), device, args.warmup, args.repeats)
-                model.eval()
-                if device.type == "cpu":
-                    row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size,
-                                                                                 args.memory_batch)
-        progress.step(f"{name} [{backend}] forward {row['latency'][backend]['forward']['median_ms']:.1f} ms")
+    backends = model_backends(args.backends, device)
+
+    def under(backend, fn):
+        def run():
+            with hk.use_backend(backend):
+                return fn()
+        return run
+
+    with torch.no_grad():
+        forward = measure_interleaved({b: under(b, lambda: model(x)) for b in backends}, device, args.warmup,
+                                      args.repeats)
+    for backend in backends:
+        row["latency"][backend] = {"forward": forward[backend]}
+        progress.step(f"{name} [{backend}] forward {forward[backend]['median_ms']:.1f} ms")
+    if args.train:
+        model.train()
+        steps = measure_interleaved(
+            {b: under(b, lambda: main_output(model(x)).float().mean().backward()) for b in backends},
+            device, args.warmup, args.repeats)
+        model.eval()
+        for backend in backends:
+            row["latency"][backend]["train_step"] = steps[backend]
+            if device.type == "cpu":
+                row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size,
+                                                                             args.memory_batch)
     return row
 
 
@@ -196,23 +209,33 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
             out = out if isinstance(out, tuple) else (out,)
             row["max_abs_error"][label] = max((a.float() - e.float()).abs().max().item()
                                               for a, e in zip(out, expected))
-            fwd = measure(lambda: call(impl), device, args.warmup, args.repeats)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        fwd = measure_interleaved({label: functools.partial(call, impl) for label, impl in impls.items()},
+                                  device, args.warmup, args.repeats)
+    train_steps = {}
+    for label, impl in impls.items():
         try:
-            fwd_bwd = measure(lambda: backward_of(call, inputs)(impl), device, args.warmup, args.repeats)
+            backward_of(call, inputs)(impl)
+            train_steps[label] = functools.partial(backward_of(call, inputs), impl)
         except NotImplementedError as exc:  # flex_attention has no CPU backward
-            fwd_bwd = None
             row.setdefault("notes", {})[label] = f"no backward: {exc}"
-        entry = {"forward": fwd} if fwd_bwd is None else {"forward": fwd, "forward_backward": fwd_bwd}
+    fwd_bwd = measure_interleaved(train_steps, device, args.warmup, args.repeats)
+    for label in impls:
+        entry = {"forward": fwd[label]}
+        if label in fwd_bwd:
+            entry["forward_backward"] = fwd_bwd[label]
         if device.type == "cuda":
-            entry["peak_memory_fwd_bwd_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-            gbs = minimal_traffic_bytes(case, dtype) / (fwd["median_ms"] * 1e-3) / 1e9
+            if label in train_steps:  # one more fwd+bwd, alone, for its peak memory
+                torch.cuda.reset_peak_memory_stats(device)
+                train_steps[label]()
+                torch.cuda.synchronize(device)
+                entry["peak_memory_fwd_bwd_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+            gbs = minimal_traffic_bytes(case, dtype) / (fwd[label]["median_ms"] * 1e-3) / 1e9
             entry["forward_gbs"] = gbs
             entry["forward_share_of_copy_bandwidth"] = gbs / copy_gbs
         row["latency"][label] = entry
-        progress.step(f"{case.describe()} [{label}] fwd {fwd['median_ms']:.2f} ms"
-                      + (f", fwd+bwd {fwd_bwd['median_ms']:.2f} ms" if fwd_bwd else ""))
+        progress.step(f"{case.describe()} [{label}] fwd {fwd[label]['median_ms']:.2f} ms"
+                      + (f", fwd+bwd {fwd_bwd[label]['median_ms']:.2f} ms" if label in fwd_bwd else ""))
     return row
 
 
