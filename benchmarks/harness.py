@@ -21,8 +21,10 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], device: torch.devi
                         repeats: int = 5) -> dict[str, dict]:
     """Median and spread (min, max, interquartile range) of each fn's wall time in milliseconds.
 
-    The fns run in turn, one call each per round, so that a machine whose speed drifts during the
-    run (other load, memory pressure) shifts every contender alike and their ratios stay fair.
+    The fns take turns, a round at a time, so that a machine whose speed drifts during the run
+    (other load, memory pressure) shifts every contender alike and their ratios stay fair. In each
+    turn one untimed call comes first, so the timed call follows a call of its own kind, as in steady
+    use (not, say, the heap state another backend's large temporaries left).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -31,6 +33,8 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], device: torch.devi
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
             synchronize(device)
