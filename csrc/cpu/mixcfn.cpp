@@ -51,15 +51,53 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
     }
 }
 
+// kPixels horizontally adjacent output pixels (w, w + 1, ...) whose K x K taps all lie inside the
+// image horizontally, channels [0, kBlock): 2 * kPixels independent accumulator chains, so the FMAs
+// are not held up by each other's latency (one pixel at a time has only two chains).
+constexpr index_t kPixels = 4;
+template <int K>
+inline void conv_pixels_interior(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
+                                 const float* wt, index_t c, const float* bias, float* dst, index_t dn) {
+  constexpr index_t r = K / 2;
+  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  cvec a[kPixels][2];
+  for (index_t p = 0; p < kPixels; ++p) {
+    a[p][0] = bias ? load<cvec>(bias) : cvec{};
+    a[p][1] = bias ? load<cvec>(bias + kCLanes) : cvec{};
+  }
+  for (index_t dy = dy0; dy <= dy1; ++dy)
+    for (index_t dx = -r; dx <= r; ++dx) {
+      const float* k = wt + ((dy + r) * K + (dx + r)) * c;
+      const cvec k0 = load<cvec>(k), k1 = load<cvec>(k + kCLanes);
+      const float* in = src + ((h + dy) * W + (w + dx)) * sn;
+      for (index_t p = 0; p < kPixels; ++p) {
+        a[p][0] += k0 * load<cvec>(in + p * sn);
+        a[p][1] += k1 * load<cvec>(in + p * sn + kCLanes);
+      }
+    }
+  for (index_t p = 0; p < kPixels; ++p) {
+    store(dst + p * dn, a[p][0]);
+    store(dst + p * dn + kCLanes, a[p][1]);
+  }
+}
+
 // One output row of a K x K depthwise conv over channels [0, c) of `src` (token stride sn) into
 // dst (token stride dn). bias may be null.
 template <int K>
 void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
               const float* bias, index_t c, float* dst, index_t dn) {
+  constexpr index_t r = K / 2;
   for (index_t c0 = 0; c0 < c; c0 += kBlock) {
     const index_t len = std::min(kBlock, c - c0);
     const float* b = bias ? bias + c0 : nullptr;
-    for (index_t w = 0; w < W; ++w) conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
+    index_t w = 0;
+    for (; w < std::min(r, W); ++w)  // left border
+      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
+    if (len == kBlock)
+      for (; w + kPixels <= W - r; w += kPixels)
+        conv_pixels_interior<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, dn);
+    for (; w < W; ++w)  // the rest: right border and what did not fill a group of pixels
+      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
   }
 }
 
