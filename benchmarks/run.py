@@ -68,7 +68,10 @@ def model_backends(requested, device) -> list[str]:
 
 def op_backends(op: str, requested, tensors) -> list[str]:
     available = OPS[op].AVAILABLE
-    names = requested or [b for b in available if b != "reference"] + ["reference"]
+    # On CPU tensors Triton runs only in its interpreter, a test tool far slower than any backend:
+    # timed only when asked for by name.
+    default = [b for b in available if b != "reference" and (b != "triton" or tensors[0].is_cuda)]
+    names = requested or default + ["reference"]
     return [b for b in names if b in available and available[b](tensors) is None]
 
 
