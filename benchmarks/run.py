@@ -311,7 +311,7 @@ def main(argv=None) -> dict:
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases))
     report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
-              "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
               "models": [], "ops": []}
     for name in args.models:
         report["models"].append(bench_model(name, args, device, dtype, progress))
