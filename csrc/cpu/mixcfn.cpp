@@ -12,11 +12,11 @@
 namespace hrvit {
 namespace {
 
-// Channel blocks of two 8-float vectors (AVX width even where AVX-512 is available): with HRViT's
-// channel counts (R/2 = 48, 144, 360) 16-channel blocks leave a far smaller scalar remainder than
-// 32-channel ones, which measured up to 1.5x slower at those shapes.
-typedef vec8f cvec;
-constexpr index_t kCLanes = 8;
+// Channel blocks of two vectors of at most 8 floats (AVX width even where AVX-512 is available): with
+// HRViT's channel counts (R/2 = 48, 144, 360) 16-channel blocks leave a far smaller scalar remainder
+// than 32-channel ones, which measured up to 1.5x slower at those shapes.
+constexpr index_t kCLanes = kLanes < 8 ? kLanes : 8;
+typedef Vec<kCLanes>::type cvec;
 constexpr index_t kBlock = 2 * kCLanes;
 
 // Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
