@@ -5,6 +5,21 @@ import triton.language as tl
 
 
 @triton.jit
+def load_head_rows(ptr, batch_offset, rows, row_stride, c0, offs_d, mask):
+    """The tile ptr[batch_offset + rows * row_stride + c0 + offs_d] of one head's channels, zero where
+    ``mask`` is off; ``rows`` is a column of token indices (shape (n, 1))."""
+    return tl.load(ptr + batch_offset + rows * row_stride + c0 + offs_d[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def load_saved_stats(Lse, Delta, row_start, rows, mask):
+    """The backward's per-query statistics at row_start + rows: the saved log-sum-exp in base 2, and
+    delta = rowsum(dO * O)."""
+    lse_log2 = tl.load(Lse + row_start + rows, mask=mask, other=0.0) * 1.4426950408889634
+    return lse_log2, tl.load(Delta + row_start + rows, mask=mask, other=0.0)
+
+
+@triton.jit
 def online_softmax_step(s, v, m_i, l_i, acc):
     """One key tile of the online softmax: s are base-2 logits (masked keys at -inf), v the tile's values.
     Returns the updated running maximum, row sum and unnormalised output."""

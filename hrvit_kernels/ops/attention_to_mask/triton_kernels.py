@@ -14,7 +14,8 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._triton_attention import online_softmax_step, softmax_grad_tile
+from hrvit_kernels.ops._triton_attention import (load_head_rows, load_saved_stats, online_softmax_step,
+                                                 softmax_grad_tile)
 
 
 @triton.jit
@@ -29,8 +30,8 @@ def _atm_fwd(Q, K, V, Out, Mask, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn,
     mask_d = offs_d < HEAD_DIM
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < Lq
-    q = tl.load(Q + b * s_qb + offs_m[:, None].to(tl.int64) * s_qn + c0 + offs_d[None, :],
-                mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    q = load_head_rows(Q, b * s_qb, offs_m[:, None].to(tl.int64), s_qn, c0, offs_d,
+                       mask_m[:, None] & mask_d[None, :])
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -39,8 +40,8 @@ def _atm_fwd(Q, K, V, Out, Mask, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn,
         mask_n = offs_n < Lk
         kv_mask = mask_n[:, None] & mask_d[None, :]
         rows = offs_n[:, None].to(tl.int64)
-        k = tl.load(K + b * s_kb + rows * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + b * s_vb + rows * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = load_head_rows(K, b * s_kb, rows, s_kn, c0, offs_d, kv_mask)
+        v = load_head_rows(V, b * s_vb, rows, s_vn, c0, offs_d, kv_mask)
         s = tl.dot(q, tl.trans(k)) * scale  # natural-log logits
         tl.atomic_add(Mask + (b * Lq + offs_m[:, None].to(tl.int64)) * Lk + offs_n[None, :], s * inv_heads,
                       mask=mask_m[:, None] & mask_n[None, :])
@@ -67,8 +68,8 @@ def _atm_bwd_dkdv(Q, K, V, dO, GMask, Lse, Delta, dK, dV, s_qb, s_qn, s_kb, s_kn
     mask_n = offs_n < Lk
     kv_mask = mask_n[:, None] & mask_d[None, :]
     rows_n = offs_n[:, None].to(tl.int64)
-    k = tl.load(K + b * s_kb + rows_n * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(V + b * s_vb + rows_n * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+    k = load_head_rows(K, b * s_kb, rows_n, s_kn, c0, offs_d, kv_mask)
+    v = load_head_rows(V, b * s_vb, rows_n, s_vn, c0, offs_d, kv_mask)
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     stats = (b * heads + head) * Lq
@@ -77,10 +78,9 @@ def _atm_bwd_dkdv(Q, K, V, dO, GMask, Lse, Delta, dK, dV, s_qb, s_qn, s_kb, s_kn
         mask_m = offs_m < Lq
         rows_m = offs_m[:, None].to(tl.int64)
         q_mask = mask_m[:, None] & mask_d[None, :]
-        q = tl.load(Q + b * s_qb + rows_m * s_qn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-        do = tl.load(dO + b * s_gb + rows_m * s_gn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-        lse = tl.load(Lse + stats + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
-        delta = tl.load(Delta + stats + offs_m, mask=mask_m, other=0.0)
+        q = load_head_rows(Q, b * s_qb, rows_m, s_qn, c0, offs_d, q_mask)
+        do = load_head_rows(dO, b * s_gb, rows_m, s_gn, c0, offs_d, q_mask)
+        lse, delta = load_saved_stats(Lse, Delta, stats, offs_m, mask_m)
         both = mask_m[:, None] & mask_n[None, :]
         p, ds = softmax_grad_tile(q, k, v, do, lse, delta, both, scale * 1.4426950408889634)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do)
@@ -107,19 +107,18 @@ def _atm_bwd_dq(Q, K, V, dO, GMask, Lse, Delta, dQ, s_qb, s_qn, s_kb, s_kn, s_vb
     mask_m = offs_m < Lq
     rows_m = offs_m[:, None].to(tl.int64)
     q_mask = mask_m[:, None] & mask_d[None, :]
-    q = tl.load(Q + b * s_qb + rows_m * s_qn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-    do = tl.load(dO + b * s_gb + rows_m * s_gn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
+    q = load_head_rows(Q, b * s_qb, rows_m, s_qn, c0, offs_d, q_mask)
+    do = load_head_rows(dO, b * s_gb, rows_m, s_gn, c0, offs_d, q_mask)
     stats = (b * heads + head) * Lq
-    lse = tl.load(Lse + stats + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
-    delta = tl.load(Delta + stats + offs_m, mask=mask_m, other=0.0)
+    lse, delta = load_saved_stats(Lse, Delta, stats, offs_m, mask_m)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start_n in range(0, Lk, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < Lk
         kv_mask = mask_n[:, None] & mask_d[None, :]
         rows_n = offs_n[:, None].to(tl.int64)
-        k = tl.load(K + b * s_kb + rows_n * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + b * s_vb + rows_n * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = load_head_rows(K, b * s_kb, rows_n, s_kn, c0, offs_d, kv_mask)
+        v = load_head_rows(V, b * s_vb, rows_n, s_vn, c0, offs_d, kv_mask)
         both = mask_m[:, None] & mask_n[None, :]
         _, ds = softmax_grad_tile(q, k, v, do, lse, delta, both, scale * 1.4426950408889634)
         if HAS_GMASK:

@@ -15,7 +15,8 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._triton_attention import online_softmax_step, softmax_grad_tile
+from hrvit_kernels.ops._triton_attention import (load_head_rows, load_saved_stats, online_softmax_step,
+                                                 softmax_grad_tile)
 
 LOG2E = 1.4426950408889634
 
@@ -57,8 +58,7 @@ def _stripe_fwd(Q, K, V, Out, Lse,
     mask_m = offs_m < length
     tok_m = _tokens(base, run, W, offs_m)
     b64 = b.to(tl.int64)
-    q = tl.load(Q + b64 * s_qb + tok_m[:, None] * s_qn + c0 + offs_d[None, :],
-                mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    q = load_head_rows(Q, b64 * s_qb, tok_m[:, None], s_qn, c0, offs_d, mask_m[:, None] & mask_d[None, :])
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -67,8 +67,8 @@ def _stripe_fwd(Q, K, V, Out, Lse,
         mask_n = offs_n < length
         tok_n = _tokens(base, run, W, offs_n)
         kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(K + b64 * s_kb + tok_n[:, None] * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + b64 * s_vb + tok_n[:, None] * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = load_head_rows(K, b64 * s_kb, tok_n[:, None], s_kn, c0, offs_d, kv_mask)
+        v = load_head_rows(V, b64 * s_vb, tok_n[:, None], s_vn, c0, offs_d, kv_mask)
         s = tl.dot(q, tl.trans(k)) * qk_scale_log2  # logits in base 2
         s = tl.where(mask_n[None, :], s, float("-inf"))
         m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc)
@@ -101,8 +101,8 @@ def _stripe_bwd_dkdv(Q, K, V, dO, Lse, Delta, dK, dV,
     mask_n = offs_n < length
     tok_n = _tokens(base, run, W, offs_n)
     kv_mask = mask_n[:, None] & mask_d[None, :]
-    k = tl.load(K + b64 * s_kb + tok_n[:, None] * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(V + b64 * s_vb + tok_n[:, None] * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+    k = load_head_rows(K, b64 * s_kb, tok_n[:, None], s_kn, c0, offs_d, kv_mask)
+    v = load_head_rows(V, b64 * s_vb, tok_n[:, None], s_vn, c0, offs_d, kv_mask)
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     stat_row = ((b64 * 2 + half) * heads + head) * N
@@ -111,10 +111,9 @@ def _stripe_bwd_dkdv(Q, K, V, dO, Lse, Delta, dK, dV,
         mask_m = offs_m < length
         tok_m = _tokens(base, run, W, offs_m)
         q_mask = mask_m[:, None] & mask_d[None, :]
-        q = tl.load(Q + b64 * s_qb + tok_m[:, None] * s_qn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-        do = tl.load(dO + b64 * s_gb + tok_m[:, None] * s_gn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-        lse = tl.load(Lse + stat_row + tok_m, mask=mask_m, other=0.0) * 1.4426950408889634
-        delta = tl.load(Delta + stat_row + tok_m, mask=mask_m, other=0.0)
+        q = load_head_rows(Q, b64 * s_qb, tok_m[:, None], s_qn, c0, offs_d, q_mask)
+        do = load_head_rows(dO, b64 * s_gb, tok_m[:, None], s_gn, c0, offs_d, q_mask)
+        lse, delta = load_saved_stats(Lse, Delta, stat_row, tok_m, mask_m)
         p, ds = softmax_grad_tile(q, k, v, do, lse, delta, mask_m[:, None] & mask_n[None, :], qk_scale_log2)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
@@ -148,19 +147,18 @@ def _stripe_bwd_dq(Q, K, V, dO, Lse, Delta, dQ,
     mask_m = offs_m < length
     tok_m = _tokens(base, run, W, offs_m)
     q_mask = mask_m[:, None] & mask_d[None, :]
-    q = tl.load(Q + b64 * s_qb + tok_m[:, None] * s_qn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
-    do = tl.load(dO + b64 * s_gb + tok_m[:, None] * s_gn + c0 + offs_d[None, :], mask=q_mask, other=0.0)
+    q = load_head_rows(Q, b64 * s_qb, tok_m[:, None], s_qn, c0, offs_d, q_mask)
+    do = load_head_rows(dO, b64 * s_gb, tok_m[:, None], s_gn, c0, offs_d, q_mask)
     stat_row = ((b64 * 2 + half) * heads + head) * N
-    lse = tl.load(Lse + stat_row + tok_m, mask=mask_m, other=0.0) * 1.4426950408889634
-    delta = tl.load(Delta + stat_row + tok_m, mask=mask_m, other=0.0)
+    lse, delta = load_saved_stats(Lse, Delta, stat_row, tok_m, mask_m)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start_n in range(0, length, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < length
         tok_n = _tokens(base, run, W, offs_n)
         kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(K + b64 * s_kb + tok_n[:, None] * s_kn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + b64 * s_vb + tok_n[:, None] * s_vn + c0 + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = load_head_rows(K, b64 * s_kb, tok_n[:, None], s_kn, c0, offs_d, kv_mask)
+        v = load_head_rows(V, b64 * s_vb, tok_n[:, None], s_vn, c0, offs_d, kv_mask)
         _, ds = softmax_grad_tile(q, k, v, do, lse, delta, mask_m[:, None] & mask_n[None, :], qk_scale_log2)
         dq += tl.dot(ds.to(k.dtype), k)
     tl.store(dQ + (b64 * N + tok_m[:, None]) * C + c0 + offs_d[None, :], (dq * scale).to(dQ.dtype.element_ty),
