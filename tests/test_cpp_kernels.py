@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from parity_cases import CSWIN_CASES, cswin
+from parity_cases import CSWIN_CASES, atm, check_atm_gradients_of_one_output, cswin
 from hrvit_kernels.testing import (assert_close_fp32, assert_compiled_matches_eager, assert_low_precision_close,
                                   forward_backward, non_contiguous, randn)
 
@@ -183,36 +183,26 @@ def test_cswin_attention_flop_formula_counts_real_tokens_only():
 ATM_CASES = [(2, 5, 7, 32, 2), (1, 33, 130, 48, 3), (1, 150, 400, 64, 4), (2, 1, 1, 16, 1), (1, 17, 300, 128, 2)]
 
 
-def _atm(backend, heads):
-    return lambda q, k, v: hk.attention_to_mask(q, k, v, heads, backend=backend)
-
-
 @pytest.mark.parametrize("B,Q,L,C,heads", ATM_CASES)
 def test_attention_to_mask_cpp_matches_reference(B, Q, L, C, heads):
     inputs = (randn(B, Q, C, requires_grad=True), randn(B, L, C, requires_grad=True), randn(B, L, C, requires_grad=True))
-    outs, grads, g = forward_backward(_atm("cpp", heads), inputs)
-    expected, expected_grads, _ = forward_backward(_atm("reference", heads), inputs, g)
+    outs, grads, g = forward_backward(atm("cpp", heads), inputs)
+    expected, expected_grads, _ = forward_backward(atm("reference", heads), inputs, g)
     for name, a, e in zip(["out", "mask_logits"], outs, expected):
         assert_close_fp32(a, e, name)
     for name, a, e in zip("qkv", grads, expected_grads):
         assert_close_fp32(a, e, f"grad {name}")
 
 
-@pytest.mark.parametrize("used", ["out", "mask_logits"])
+@pytest.mark.parametrize("used", [0, 1], ids=["out_only", "mask_only"])
 def test_attention_to_mask_cpp_gradients_of_one_output(used):
-    inputs = (randn(1, 9, 32, requires_grad=True), randn(1, 20, 32, requires_grad=True), randn(1, 20, 32, requires_grad=True))
-    index = ["out", "mask_logits"].index(used)
-    pick = lambda backend: (lambda *t: _atm(backend, 2)(*t)[index])  # noqa: E731
-    _, grads, g = forward_backward(pick("cpp"), inputs)
-    expected_grads = torch.autograd.grad(pick("reference")(*inputs), inputs, g, allow_unused=True)
-    for a, e in zip(grads, expected_grads):
-        assert_close_fp32(a, torch.zeros_like(a) if e is None else e, "grad")
+    check_atm_gradients_of_one_output("cpp", used)
 
 
 def test_attention_to_mask_cpp_non_contiguous_inputs():
     q, k, v = (non_contiguous(randn(2, n, 32, requires_grad=True)) for n in (6, 11, 11))
-    outs, grads, g = forward_backward(_atm("cpp", 4), (q, k, v))
-    expected, expected_grads, _ = forward_backward(_atm("reference", 4), (q, k, v), g)
+    outs, grads, g = forward_backward(atm("cpp", 4), (q, k, v))
+    expected, expected_grads, _ = forward_backward(atm("reference", 4), (q, k, v), g)
     for a, e in zip(outs + grads, expected + expected_grads):
         assert_close_fp32(a, e, "output or gradient")
 
@@ -220,4 +210,4 @@ def test_attention_to_mask_cpp_non_contiguous_inputs():
 def test_attention_to_mask_cpp_opcheck_and_compile():
     q, k, v = randn(1, 6, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True)
     torch.library.opcheck(torch.ops.hrvit.attention_to_mask_cpp.default, (q, k, v, 4, 0.25))
-    assert_compiled_matches_eager(_atm("cpp", 4), (q, k, v))
+    assert_compiled_matches_eager(atm("cpp", 4), (q, k, v))

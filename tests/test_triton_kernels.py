@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from parity_cases import CSWIN_CASES, cswin
+from parity_cases import CSWIN_CASES, atm, check_atm_gradients_of_one_output, cswin
 from hrvit_kernels.testing import (assert_close_fp32, assert_compiled_matches_eager, assert_low_precision_close,
                                   forward_backward, non_contiguous, randn)
 
@@ -139,30 +139,21 @@ def test_mix_conv_gelu_triton_opcheck():
 ATM_CASES = [(2, 5, 7, 32, 2), (1, 33, 50, 48, 3), (1, 17, 40, 64, 2), (2, 1, 1, 16, 1)]
 
 
-def _atm(backend, heads):
-    return lambda q, k, v: hk.attention_to_mask(q, k, v, heads, backend=backend)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("B,Q,L,C,heads", ATM_CASES)
 def test_attention_to_mask_triton_matches_reference(B, Q, L, C, heads, dtype):
     inputs = (randn(B, Q, C, dtype=dtype, device=DEVICE, requires_grad=True),
               randn(B, L, C, dtype=dtype, device=DEVICE, requires_grad=True),
               randn(B, L, C, dtype=dtype, device=DEVICE, requires_grad=True))
-    _compare(_atm("triton", heads), _atm("reference", heads), inputs, dtype, "attention_to_mask")
+    _compare(atm("triton", heads), atm("reference", heads), inputs, dtype, "attention_to_mask")
 
 
 @pytest.mark.parametrize("used", [0, 1], ids=["out_only", "mask_only"])
 def test_attention_to_mask_triton_gradients_of_one_output(used):
-    inputs = tuple(randn(1, n, 32, device=DEVICE, requires_grad=True) for n in (9, 20, 20))
-    pick = lambda backend: (lambda *t: _atm(backend, 2)(*t)[used])  # noqa: E731
-    _, grads, g = forward_backward(pick("triton"), inputs)
-    expected = torch.autograd.grad(pick("reference")(*inputs), inputs, g, allow_unused=True)
-    for a, e in zip(grads, expected):
-        assert_close_fp32(a, torch.zeros_like(a) if e is None else e, "grad")
+    check_atm_gradients_of_one_output("triton", used, DEVICE)
 
 
 def test_attention_to_mask_triton_strided_inputs_and_opcheck():
     q, k, v = (non_contiguous(randn(2, n, 32, device=DEVICE, requires_grad=True)) for n in (6, 11, 11))
-    _compare(_atm("triton", 4), _atm("reference", 4), (q, k, v), torch.float32, "strided")
+    _compare(atm("triton", 4), atm("reference", 4), (q, k, v), torch.float32, "strided")
     torch.library.opcheck(torch.ops.hrvit.attention_to_mask_triton.default, (q, k, v, 4, 0.25))
