@@ -200,3 +200,24 @@ def test_segformer_head_folded_fusion_equals_the_release_sequence(training):
     # removes per-channel shifts), so only their absolute size is meaningful.
     for a, e in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [32, 48, 96, 128])
+def test_des_dense_form_equals_the_factored_form(channels):
+    """Outside the reference backend DES runs as two dense Kronecker-product linears on small channel
+    counts; outputs and the gradients of the input and all four parameters must equal the factored form."""
+    torch.manual_seed(0)
+    des = hk.modules.DES(channels)
+    for p in des.parameters():  # random biases too: a wrongly ordered bias repeat must show
+        torch.nn.init.normal_(p)
+    x = randn(2, 37, channels).requires_grad_()
+    weights = torch.linspace(-1, 1, x.numel()).view_as(x)
+    results = []
+    for forward in (des.forward, des.forward_dense):
+        with hk.use_backend("reference"):
+            out = forward(x)
+        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *des.parameters()])))
+    (expected, expected_grads), (actual, actual_grads) = results
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
