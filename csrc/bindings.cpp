@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <tuple>
+#include <vector>
 
 #include "hrvit/kernels.h"
 
@@ -89,6 +90,18 @@ void attention_to_mask_backward(index_t batch, index_t queries, index_t keys, in
                                     ptr<float>(grad_v), threads);
 }
 
+// Each map crosses as (address, height, width): `planes` contiguous fp32 planes.
+using ResizeArg = std::tuple<uintptr_t, index_t, index_t>;
+
+void resize_sum_forward(index_t planes, index_t height, index_t width,
+                        const std::vector<ResizeArg>& maps, uintptr_t out, int threads) {
+  std::vector<hrvit::ResizeSource> sources;
+  for (const auto& [address, map_height, map_width] : maps)
+    sources.push_back({ptr<const float>(address), map_height, map_width});
+  hrvit::resize_sum_forward(planes, height, width, sources.data(), static_cast<int>(sources.size()),
+                            ptr<float>(out), threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -105,4 +118,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);
   m.def("attention_to_mask_backward", &attention_to_mask_backward, nogil);
+  m.def("resize_sum_forward", &resize_sum_forward, nogil);
 }

@@ -91,6 +91,27 @@ def test_attention_to_mask_bad_input(change, exc, pattern):
         hk.attention_to_mask(**args)
 
 
+RESIZE_BAD = [
+    (dict(maps=randn(1, 2, 3, 3)), TypeError, r"'maps' must be a non-empty list of tensors, got Tensor"),
+    (dict(maps=[]), TypeError, r"'maps' must be a non-empty list of tensors, got list"),
+    (dict(maps=[randn(1, 2, 3, 3), randn(1, 3, 2, 2)]), ValueError,
+     r"'maps\[1\]' must have shape \(B=1, C=2, h >= 1, w >= 1\) like maps\[0\], got \(1, 3, 2, 2\)"),
+    (dict(maps=[randn(1, 2, 3)]), ValueError, r"'maps\[0\]' must have 4 dimensions, got shape \(1, 2, 3\)"),
+    (dict(maps=[randn(1, 2, 3, 3), randn(1, 2, 3, 3, dtype=torch.float16)]), TypeError,
+     r"'maps\[1\]' has dtype torch.float16 but 'maps\[0\]' has torch.float32"),
+    (dict(size=(0, 4)), ValueError, r"'size' must be positive, got \(0, 4\)"),
+    (dict(size=(2.5, 4)), TypeError, r"'size' must be a pair of ints \(H, W\), got \(2.5, 4\)"),
+]
+
+
+@pytest.mark.parametrize("change,exc,pattern", RESIZE_BAD)
+def test_resize_sum_bad_input(change, exc, pattern):
+    args = dict(maps=[randn(1, 2, 3, 3)], size=(5, 4))
+    args.update(change)
+    with pytest.raises(exc, match="resize_sum: .*" + pattern):
+        hk.resize_sum(**args)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_backend_that_cannot_run_raises_and_says_why(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)

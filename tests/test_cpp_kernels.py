@@ -211,3 +211,65 @@ def test_attention_to_mask_cpp_opcheck_and_compile():
     q, k, v = randn(1, 6, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True), randn(1, 9, 32, requires_grad=True)
     torch.library.opcheck(torch.ops.hrvit.attention_to_mask_cpp.default, (q, k, v, 4, 0.25))
     assert_compiled_matches_eager(atm("cpp", 4), (q, k, v))
+
+
+# ---------------------------------------------------------------- resize-sum
+
+# (B, C, map sizes, output size): up- and down-sampling, odd and non-integer ratios, a map already at the
+# output size first, later or not at all, 1 x 1 maps and outputs, a single map (the final logits resize).
+RESIZE_CASES = [
+    (1, 3, [(5, 7)], (11, 13)),
+    (2, 4, [(17, 18), (9, 9), (5, 5), (3, 2)], (17, 18)),
+    (1, 2, [(6, 4), (17, 18)], (17, 18)),
+    (2, 3, [(20, 30), (8, 3)], (7, 5)),
+    (1, 5, [(1, 1), (2, 3)], (3, 4)),
+    (3, 2, [(4, 4)], (1, 1)),
+    (1, 6, [(32, 32)], (128, 128)),
+]
+
+
+def _resize(backend, size):
+    return lambda *maps: hk.resize_sum(list(maps), size, backend=backend)
+
+
+@pytest.mark.parametrize("B,C,sizes,size", RESIZE_CASES)
+def test_resize_sum_cpp_matches_reference(B, C, sizes, size):
+    maps = [randn(B, C, h, w, requires_grad=True) for h, w in sizes]
+    (out,), grads, g = forward_backward(_resize("cpp", size), maps)
+    (expected,), expected_grads, _ = forward_backward(_resize("reference", size), maps, g)
+    assert_close_fp32(out, expected, "output")
+    for i, (a, e) in enumerate(zip(grads, expected_grads)):
+        assert_close_fp32(a, e, f"grad of maps[{i}]")
+
+
+def test_resize_sum_cpp_non_contiguous_and_low_precision_inputs():
+    maps = [non_contiguous(randn(2, 3, 9, 7, requires_grad=True)), randn(2, 3, 4, 5, requires_grad=True)]
+    (out,), grads, g = forward_backward(_resize("cpp", (9, 7)), maps)
+    (expected,), expected_grads, _ = forward_backward(_resize("reference", (9, 7)), maps, g)
+    for a, e in zip((out, *grads), (expected, *expected_grads)):
+        assert_close_fp32(a, e, "output or gradient")
+    half = [m.detach().to(torch.bfloat16) for m in maps]
+    out = hk.resize_sum(half, (9, 7), backend="cpp")
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), hk.resize_sum([m.float() for m in half], (9, 7), backend="reference"),
+                               atol=3e-2, rtol=2e-2)
+
+
+def test_resize_sum_never_returns_or_writes_a_callers_tensor():
+    x = randn(1, 2, 4, 4)
+    before = x.clone()
+    for backend in ("cpp", "reference"):
+        out = hk.resize_sum([x], (4, 4), backend=backend)
+        assert out.data_ptr() != x.data_ptr()
+        out.add_(1)
+        assert torch.equal(x, before)
+
+
+def test_resize_sum_cpp_opcheck_compile_and_macs():
+    from hrvit_kernels.flops import count_macs
+
+    maps = [randn(1, 2, 5, 6, requires_grad=True), randn(1, 2, 3, 3, requires_grad=True)]
+    torch.library.opcheck(torch.ops.hrvit.resize_sum_cpp.default, (maps, 5, 6))
+    assert_compiled_matches_eager(_resize("cpp", (5, 6)), maps)
+    counted = count_macs(torch.nn.Identity(), maps[0], lambda x: hk.resize_sum([x, maps[1]], (5, 6), backend="cpp"))
+    assert counted.total == 4 * 2 * 5 * 6  # one map resized, fvcore's 4 per output element

@@ -3,5 +3,6 @@ from hrvit_kernels.ops._dispatch import BACKENDS, use_backend
 from hrvit_kernels.ops.attention_to_mask import attention_to_mask
 from hrvit_kernels.ops.cswin_attention import cswin_attention
 from hrvit_kernels.ops.mixcfn import mix_conv_gelu
+from hrvit_kernels.ops.resize_sum import resize_sum
 
-__all__ = ["BACKENDS", "attention_to_mask", "cswin_attention", "mix_conv_gelu", "use_backend"]
+__all__ = ["BACKENDS", "attention_to_mask", "cswin_attention", "mix_conv_gelu", "resize_sum", "use_backend"]

@@ -79,3 +79,19 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
                                 int num_threads);
 
 }  // namespace hrvit
+
+namespace hrvit {
+
+// Sum of bilinear resizes with half-pixel centres (F.interpolate(mode="bilinear",
+// align_corners=False)): out[p] = sum over maps m of resize(m.data[p], (height, width)) for every
+// plane p (a batch-channel pair). Each map holds `planes` contiguous (m.height, m.width) planes; out
+// is contiguous (planes, height, width) and is fully written (the first map sets, the others add).
+struct ResizeSource {
+  const float* data;
+  index_t height, width;
+};
+
+void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
+                        int num_maps, float* out, int num_threads);
+
+}  // namespace hrvit

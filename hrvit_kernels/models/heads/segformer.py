@@ -5,7 +5,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrvit_kernels.ops import _dispatch
+from hrvit_kernels.ops import _dispatch, resize_sum
+
+
+def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution; on CPU as one matrix product per image, which measures about 2x faster there
+    than the NCHW 1x1 convolution at the head's sizes (768 -> 150 channels at 128 x 128: 14 vs 29 ms)."""
+    if x.device.type != "cpu":
+        return F.conv2d(x, weight, bias)
+    B, C, H, W = x.shape
+    w = weight.reshape(weight.shape[0], C)
+    outs = [torch.addmm(bias[:, None], w, image.reshape(C, H * W)) for image in x]
+    return (outs[0][None] if B == 1 else torch.stack(outs)).reshape(B, -1, H, W)
 
 
 class _Conv(nn.Module):
@@ -57,7 +68,8 @@ class SegFormerHead(nn.Module):
             scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
             fused = self._folded_fusion(maps, size, scale, bn.bias - bn.running_mean * scale)
         # In place: the stride-4 maps are the largest tensors of the head (D x H/4 x W/4).
-        return self.conv_seg(self.dropout(F.relu(fused, inplace=True)))
+        fused = self.dropout(F.relu(fused, inplace=True))
+        return _pointwise_conv(fused, self.conv_seg.weight, self.conv_seg.bias)
 
     def _folded_fusion(self, maps, size, out_scale=None, out_shift=None) -> torch.Tensor:
         """The fusion conv (optionally followed by the per-channel affine map out_scale * y + out_shift)
@@ -65,21 +77,18 @@ class SegFormerHead(nn.Module):
 
         1x1 convs and bilinear resizing (weights sum to 1) commute, so
         W_fuse . cat_i(resize(W_i x_i + b_i)) = sum_i resize((W_fuse,i W_i) x_i + W_fuse,i b_i):
-        the same result without the 4D-channel concatenation or the 4D -> D conv at stride 4.
-        Levels are summed in place into the first level's map (no intermediate stride-4 sums).
+        the same result without the 4D-channel concatenation or the 4D -> D conv at stride 4. The
+        resizes and the sum are one op (on CPU one pass over the stride-4 output).
         """
         D = self.channels
         fuse = self.fusion_conv.conv.weight.reshape(D, len(self.convs), D)
         if out_scale is not None:
             fuse = fuse * out_scale[:, None, None]
-        total = None
+        levels = []
         for i, (conv, x) in enumerate(zip(self.convs, maps)):
             w = fuse[:, i] @ conv.conv.weight.reshape(D, -1)
             b = fuse[:, i] @ conv.conv.bias
             if i == 0 and out_shift is not None:
                 b = b + out_shift
-            y = F.conv2d(x, w.reshape(D, -1, 1, 1), b)
-            if y.shape[-2:] != size:
-                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            total = y if total is None else total.add_(y)
-        return total
+            levels.append(_pointwise_conv(x, w, b))
+        return resize_sum(levels, size)

@@ -1,0 +1,96 @@
+// Sum of bilinear resizes (the SegFormer head's level sum and the final resize of the logits): each
+// output row is written once, instead of one fresh full-size tensor per resized map plus one pass
+// per addition.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "hrvit/kernels.h"
+
+namespace hrvit {
+namespace {
+
+constexpr index_t kRowsPerTask = 8;
+
+// The two source indices of each output index along one axis and the weight of the upper one, computed
+// as PyTorch does in fp32: src = max(in / out * (dst + 0.5) - 0.5, 0). int32 indices, so the gather
+// in the horizontal pass vectorises.
+struct AxisTaps {
+  std::vector<int32_t> lo, hi;
+  std::vector<float> w_hi;
+};
+
+AxisTaps axis_taps(index_t in, index_t out) {
+  AxisTaps t{std::vector<int32_t>(out), std::vector<int32_t>(out), std::vector<float>(out)};
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (index_t o = 0; o < out; ++o) {
+    const float src = std::max(scale * (static_cast<float>(o) + 0.5f) - 0.5f, 0.0f);
+    const index_t lo = std::min(static_cast<index_t>(src), in - 1);
+    t.lo[o] = static_cast<int32_t>(lo);
+    t.hi[o] = static_cast<int32_t>(std::min(lo + 1, in - 1));
+    t.w_hi[o] = std::min(src - static_cast<float>(lo), 1.0f);
+  }
+  return t;
+}
+
+struct MapTaps {
+  AxisTaps rows, cols;
+};
+
+// out_row (=, or += when accumulate) the resize of one map's plane at output row y.
+void resize_row(const ResizeSource& map, const MapTaps& taps, index_t plane, index_t y, index_t width,
+                bool accumulate, float* __restrict blended, float* __restrict out_row) {
+  const float* src = map.data + plane * map.height * map.width;
+  const float* r0 = src + taps.rows.lo[y] * map.width;
+  const float* r1 = src + taps.rows.hi[y] * map.width;
+  const float wy = taps.rows.w_hi[y];
+  // Vertical blend first: one pass over the (short) source row instead of four gathers per output.
+  for (index_t x = 0; x < map.width; ++x) blended[x] = (1.0f - wy) * r0[x] + wy * r1[x];
+  const int32_t* __restrict lo = taps.cols.lo.data();
+  const int32_t* __restrict hi = taps.cols.hi.data();
+  const float* __restrict wx = taps.cols.w_hi.data();
+  if (accumulate) {
+    for (index_t x = 0; x < width; ++x)
+      out_row[x] += (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+  } else {
+    for (index_t x = 0; x < width; ++x)
+      out_row[x] = (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+  }
+}
+
+}  // namespace
+
+void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
+                        int num_maps, float* out, int num_threads) {
+  std::vector<MapTaps> taps;
+  index_t widest = 1;
+  for (int m = 0; m < num_maps; ++m) {
+    taps.push_back({axis_taps(maps[m].height, height), axis_taps(maps[m].width, width)});
+    widest = std::max(widest, maps[m].width);
+  }
+  const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
+    thread_local std::vector<float> blended;
+    if (static_cast<index_t>(blended.size()) < widest) blended.resize(widest);
+    const index_t plane = task / row_tasks;
+    const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
+    for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
+      float* out_row = out + (plane * height + y) * width;
+      for (int m = 0; m < num_maps; ++m) {
+        const ResizeSource& map = maps[m];
+        if (map.height == height && map.width == width) {  // already at the output size
+          const float* row = map.data + (plane * height + y) * width;
+          if (m == 0) {
+            std::copy(row, row + width, out_row);
+          } else {
+            for (index_t x = 0; x < width; ++x) out_row[x] += row[x];
+          }
+        } else {
+          resize_row(map, taps[m], plane, y, width, m > 0, blended.data(), out_row);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace hrvit

@@ -1,0 +1,17 @@
+"""Calls into the C++ resize-sum kernel (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+from __future__ import annotations
+
+import torch
+
+from hrvit_kernels import _ext
+from hrvit_kernels.ops import _alloc
+
+
+def forward(maps: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+    B, C = maps[0].shape[:2]
+    planes = [m.float().contiguous() for m in maps]  # the kernel reads contiguous NCHW planes
+    out = _alloc.empty((B, C, height, width))
+    _ext.ext().resize_sum_forward(B * C, height, width,
+                                  [(p.data_ptr(), p.shape[2], p.shape[3]) for p in planes],
+                                  out.data_ptr(), torch.get_num_threads())
+    return out.to(maps[0].dtype)
