@@ -221,3 +221,29 @@ def test_des_dense_form_equals_the_factored_form(channels):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
     for a, e in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(training):
+    """Outside the reference backend the attention block sums into the conv path in place and folds eval
+    BatchNorm into the output projection; outputs and all gradients must equal the release's sequence."""
+    torch.manual_seed(0)
+    attn = hk.modules.HRViTAttention(64, head_dim=32, stripe_width=2).train(training)
+    with torch.no_grad():  # the release initialises attn_bn to zero: make it non-trivial
+        attn.attn_bn.weight.normal_()
+        attn.attn_bn.bias.normal_()
+        attn.attn_bn.running_mean.normal_()
+        attn.attn_bn.running_var.uniform_(0.5, 2.0)
+    x = randn(2, 35, 64).requires_grad_()
+    weights = torch.linspace(-1, 1, x.numel()).view_as(x)
+    results = []
+    for backend in ("reference", "auto"):
+        with hk.use_backend(backend):
+            out = attn(x, 5, 7)
+        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *attn.parameters()])))
+    (expected, expected_grads), (actual, actual_grads) = results
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+    with torch.no_grad(), hk.use_backend("auto"):  # the in-place Hardswish path
+        torch.testing.assert_close(attn(x, 5, 7), expected, atol=1e-5, rtol=1e-4)

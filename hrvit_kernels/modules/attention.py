@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrvit_kernels.ops import cswin_attention
+from hrvit_kernels.ops import _dispatch, cswin_attention
 
 
 class HRViTAttention(nn.Module):
@@ -33,8 +33,19 @@ class HRViTAttention(nn.Module):
         image = v.unflatten(1, (H, W)).permute(0, 3, 1, 2)
         conv = self.parallel_conv(image).permute(0, 2, 3, 1).reshape(B, N, C)
         out = cswin_attention(q, v, v, (H, W), self.stripe_width, self.head_dim)
-        out = self.to_out(F.hardswish(out + conv))
-        return self.attn_bn(out.reshape(B * N, C)).reshape(B, N, C)
+        if _dispatch.default_backend() == "reference":  # the release's sequence
+            out = self.to_out(F.hardswish(out + conv))
+            return self.attn_bn(out.reshape(B * N, C)).reshape(B, N, C)
+        # conv is a fresh tensor whose value no backward needs: sum into it. Hardswish in place too
+        # when nothing needs its input for a backward pass.
+        hidden = F.hardswish(conv.add_(out), inplace=not conv.requires_grad)
+        linear, bn = self.to_out[0], self.attn_bn
+        if bn.training:
+            return bn(linear(hidden).reshape(B * N, C)).reshape(B, N, C)
+        # Eval BatchNorm is a per-channel affine map: folded into the output projection.
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        return F.linear(hidden, linear.weight * scale[:, None],
+                        (linear.bias - bn.running_mean) * scale + bn.bias)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, head_dim={self.head_dim}, stripe_width={self.stripe_width}"
