@@ -19,6 +19,7 @@ from hrvit_kernels.ops.attention_to_mask.reference import attention_to_mask_refe
 from hrvit_kernels.ops.cswin_attention import stripe_heads
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
+from hrvit_kernels.ops.resize_sum.reference import resize_sum_reference
 
 BASELINES = ("compile", "sdpa", "flex")
 
@@ -126,4 +127,6 @@ def baseline(op: str, name: str):
         return {"compile": _compiled(mix_conv_gelu_reference)}.get(name)
     if op == "attention_to_mask":
         return {"compile": _compiled(_reference_atm)}.get(name)
+    if op == "resize_sum":
+        return {"compile": _compiled(resize_sum_reference)}.get(name)
     return None

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrvit_kernels.models.hrvit import VARIANTS
+from hrvit_kernels.models.hrvit_segformer import HEAD_CHANNELS
 
 DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segformer"]
 
 
 @dataclass(frozen=True)
 class OpCase:
-    op: str         # "cswin_attention" | "mix_conv_gelu" | "attention_to_mask"
+    op: str         # "cswin_attention" | "mix_conv_gelu" | "attention_to_mask" | "resize_sum"
     label: str      # where the shape comes from
     shape: dict     # sizes the op's input factory takes
 
@@ -43,3 +44,13 @@ def parse_image_size(text: str) -> tuple[int, int]:
 def atm_cases(batch: int) -> list[OpCase]:
     """SegViT ViT-L ADE20K: 150 class queries over the 40 x 40 tokens of a 640 crop, 16 heads of 32."""
     return [OpCase("attention_to_mask", "segvit-vitl-ade@640", dict(B=batch, Q=150, L=1600, C=512, heads=16))]
+
+
+def segformer_resize_cases(variant: str, height: int, width: int, batch: int, classes: int = 150) -> list[OpCase]:
+    """The SegFormer head's resizes with an HRViT variant: the sum of the four levels' D-channel maps
+    at the stride-4 size, and the final resize of the class logits to the input size."""
+    levels = [(-(-height // (4 * 2 ** i)), -(-width // (4 * 2 ** i))) for i in range(4)]
+    return [OpCase("resize_sum", f"{variant}/head-levels@{height}x{width}",
+                   dict(B=batch, C=HEAD_CHANNELS[variant], sizes=levels, size=levels[0])),
+            OpCase("resize_sum", f"{variant}/logits@{height}x{width}",
+                   dict(B=batch, C=classes, sizes=levels[:1], size=(height, width)))]

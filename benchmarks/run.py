@@ -19,7 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hrvit_kernels as hk  # noqa: E402
-from cases import DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size  # noqa: E402
+from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
+                   segformer_resize_cases)
 from harness import Progress, device_slug, environment, measure, measure_interleaved  # noqa: E402
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
@@ -27,8 +28,10 @@ from hrvit_kernels.ops import _dispatch  # noqa: E402
 from hrvit_kernels.ops.attention_to_mask import api as atm_api  # noqa: E402
 from hrvit_kernels.ops.cswin_attention import api as cswin_api  # noqa: E402
 from hrvit_kernels.ops.mixcfn import api as mix_api  # noqa: E402
+from hrvit_kernels.ops.resize_sum import api as resize_api  # noqa: E402
 
-OPS = {"cswin_attention": cswin_api, "mix_conv_gelu": mix_api, "attention_to_mask": atm_api}
+OPS = {"cswin_attention": cswin_api, "mix_conv_gelu": mix_api, "attention_to_mask": atm_api,
+       "resize_sum": resize_api}
 
 
 def parse_args(argv=None):
@@ -87,6 +90,9 @@ def make_op_inputs(case: OpCase, device, dtype, requires_grad: bool):
         R, split = s["R"], s["R"] // 2
         inputs = (r(s["B"], s["H"] * s["W"], R), r(split, 1, 3, 3), r(split), r(R - split, 1, 5, 5), r(R - split))
         args, op = (inputs[0], (s["H"], s["W"]), *inputs[1:]), hk.mix_conv_gelu
+    elif case.op == "resize_sum":
+        inputs = tuple(r(s["B"], s["C"], h, w) for h, w in s["sizes"])
+        args, op = (list(inputs), s["size"]), hk.resize_sum
     else:
         inputs = (r(s["B"], s["Q"], s["C"]), r(s["B"], s["L"], s["C"]), r(s["B"], s["L"], s["C"]))
         args, op = (*inputs, s["heads"]), hk.attention_to_mask
@@ -100,6 +106,8 @@ def minimal_traffic_bytes(case: OpCase, dtype) -> int:
         return 3 * s["B"] * s["H"] * s["W"] * s["C"] * size
     if case.op == "mix_conv_gelu":
         return 2 * s["B"] * s["H"] * s["W"] * s["R"] * size
+    if case.op == "resize_sum":
+        return s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]) * size
     return (2 * s["B"] * s["Q"] * s["C"] + 2 * s["B"] * s["L"] * s["C"] + s["B"] * s["Q"] * s["L"]) * size
 
 
@@ -305,6 +313,8 @@ def main(argv=None) -> dict:
         args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else []
     op_sizes = args.op_sizes or [(args.size, args.size)]
     op_cases = [c for (h, w) in op_sizes for v in args.op_variants for c in hrvit_stage_cases(v, h, w, args.batch)]
+    op_cases += [c for (h, w) in op_sizes for v in args.op_variants
+                 for c in segformer_resize_cases(v, h, w, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
     backends_per_model = len(model_backends(args.backends, device))

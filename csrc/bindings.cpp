@@ -102,6 +102,12 @@ void resize_sum_forward(index_t planes, index_t height, index_t width,
                             ptr<float>(out), threads);
 }
 
+void resize_backward(index_t planes, index_t height, index_t width, uintptr_t grad_out,
+                     index_t map_height, index_t map_width, uintptr_t grad_map, int threads) {
+  hrvit::resize_backward(planes, height, width, ptr<const float>(grad_out), map_height, map_width,
+                         ptr<float>(grad_map), threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -119,4 +125,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);
   m.def("attention_to_mask_backward", &attention_to_mask_backward, nogil);
   m.def("resize_sum_forward", &resize_sum_forward, nogil);
+  m.def("resize_backward", &resize_backward, nogil);
 }

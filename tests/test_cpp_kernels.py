@@ -270,6 +270,7 @@ def test_resize_sum_cpp_opcheck_compile_and_macs():
 
     maps = [randn(1, 2, 5, 6, requires_grad=True), randn(1, 2, 3, 3, requires_grad=True)]
     torch.library.opcheck(torch.ops.hrvit.resize_sum_cpp.default, (maps, 5, 6))
+    torch.library.opcheck(torch.ops.hrvit.resize_backward_cpp.default, (randn(1, 2, 5, 6), 3, 3))
     assert_compiled_matches_eager(_resize("cpp", (5, 6)), maps)
     counted = count_macs(torch.nn.Identity(), maps[0], lambda x: hk.resize_sum([x, maps[1]], (5, 6), backend="cpp"))
     assert counted.total == 4 * 2 * 5 * 6  # one map resized, fvcore's 4 per output element

@@ -58,6 +58,25 @@ void resize_row(const ResizeSource& map, const MapTaps& taps, index_t plane, ind
   }
 }
 
+// For each source index, the output indices whose lower (upper) tap it is: contiguous ranges, since
+// the taps are non-decreasing in the output index. Range i is [begin[i], begin[i + 1]).
+struct AdjointRanges {
+  std::vector<index_t> lo_begin, hi_begin;
+};
+
+AdjointRanges adjoint_ranges(const AxisTaps& taps, index_t in) {
+  AdjointRanges r{std::vector<index_t>(in + 1, 0), std::vector<index_t>(in + 1, 0)};
+  for (size_t o = 0; o < taps.lo.size(); ++o) {
+    ++r.lo_begin[taps.lo[o] + 1];
+    ++r.hi_begin[taps.hi[o] + 1];
+  }
+  for (index_t i = 0; i < in; ++i) {
+    r.lo_begin[i + 1] += r.lo_begin[i];
+    r.hi_begin[i + 1] += r.hi_begin[i];
+  }
+  return r;
+}
+
 }  // namespace
 
 void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
@@ -88,6 +107,43 @@ void resize_sum_forward(index_t planes, index_t height, index_t width, const Res
         } else {
           resize_row(map, taps[m], plane, y, width, m > 0, blended.data(), out_row);
         }
+      }
+    }
+  });
+}
+
+}  // namespace hrvit
+
+namespace hrvit {
+
+void resize_backward(index_t planes, index_t height, index_t width, const float* grad_out,
+                     index_t map_height, index_t map_width, float* grad_map, int num_threads) {
+  const AxisTaps rows = axis_taps(map_height, height), cols = axis_taps(map_width, width);
+  const AdjointRanges col_ranges = adjoint_ranges(cols, map_width);
+  parallel_for(planes, num_threads, [&](index_t plane) {
+    // Vertical adjoint first, on contiguous rows: partial (map_height, width) of output-width rows.
+    thread_local std::vector<float> partial;
+    partial.assign(map_height * width, 0.0f);
+    const float* g = grad_out + plane * height * width;
+    for (index_t y = 0; y < height; ++y) {
+      const float* __restrict g_row = g + y * width;
+      float* __restrict lo_row = partial.data() + rows.lo[y] * width;
+      const float w_hi = rows.w_hi[y], w_lo = 1.0f - w_hi;
+      for (index_t x = 0; x < width; ++x) lo_row[x] += w_lo * g_row[x];
+      float* __restrict hi_row = partial.data() + rows.hi[y] * width;
+      for (index_t x = 0; x < width; ++x) hi_row[x] += w_hi * g_row[x];
+    }
+    // Horizontal adjoint: each source column sums the output columns it feeds (two short ranges).
+    float* out = grad_map + plane * map_height * map_width;
+    for (index_t y = 0; y < map_height; ++y) {
+      const float* p = partial.data() + y * width;
+      for (index_t x = 0; x < map_width; ++x) {
+        float sum = 0.0f;
+        for (index_t o = col_ranges.lo_begin[x]; o < col_ranges.lo_begin[x + 1]; ++o)
+          sum += (1.0f - cols.w_hi[o]) * p[o];
+        for (index_t o = col_ranges.hi_begin[x]; o < col_ranges.hi_begin[x + 1]; ++o)
+          sum += cols.w_hi[o] * p[o];
+        out[y * map_width + x] = sum;
       }
     }
   });

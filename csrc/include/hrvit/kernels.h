@@ -94,4 +94,9 @@ struct ResizeSource {
 void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
                         int num_maps, float* out, int num_threads);
 
+// The gradient of one map resized to (height, width): grad_map (planes contiguous (map_height,
+// map_width) planes, fully written) from grad_out (contiguous (planes, height, width)).
+void resize_backward(index_t planes, index_t height, index_t width, const float* grad_out,
+                     index_t map_height, index_t map_width, float* grad_map, int num_threads);
+
 }  // namespace hrvit

@@ -15,3 +15,13 @@ def forward(maps: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
                                   [(p.data_ptr(), p.shape[2], p.shape[3]) for p in planes],
                                   out.data_ptr(), torch.get_num_threads())
     return out.to(maps[0].dtype)
+
+
+def backward(grad_out: torch.Tensor, map_height: int, map_width: int) -> torch.Tensor:
+    """The gradient of one map resized to grad_out's size."""
+    B, C, height, width = grad_out.shape
+    g = grad_out.float().contiguous()
+    grad_map = _alloc.empty((B, C, map_height, map_width))
+    _ext.ext().resize_backward(B * C, height, width, g.data_ptr(), map_height, map_width,
+                               grad_map.data_ptr(), torch.get_num_threads())
+    return grad_map.to(grad_out.dtype)

@@ -1,12 +1,9 @@
-"""torch.library custom op of the C++ resize-sum kernel (``hrvit::resize_sum_cpp``): fake function,
-autograd and multiply-add count, so that autograd, torch.compile(fullgraph=True) and opcheck work.
-
-The backward pass is the adjoint of each resize, PyTorch's own upsample_bilinear2d_backward: it
-scatters into the small maps and is not where the time goes."""
+"""torch.library custom ops of the C++ resize-sum kernels (``hrvit::resize_sum_cpp`` and the adjoint
+of one resize, ``hrvit::resize_backward_cpp``): fake functions, autograd and multiply-add count, so
+that autograd, torch.compile(fullgraph=True) and opcheck work."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hrvit_kernels.flops import CUSTOM_OP_MACS
@@ -25,23 +22,23 @@ def _(maps, height, width):
     return maps[0].new_empty((*maps[0].shape[:2], height, width))
 
 
+@torch.library.custom_op("hrvit::resize_backward_cpp", mutates_args=())
+def resize_backward_cpp(grad: Tensor, map_height: int, map_width: int) -> Tensor:
+    return cpu.backward(grad, map_height, map_width)
+
+
+@resize_backward_cpp.register_fake
+def _(grad, map_height, map_width):
+    return grad.new_empty((*grad.shape[:2], map_height, map_width))
+
+
 def _setup_context(ctx, inputs, output):
     maps, ctx.height, ctx.width = inputs
     ctx.map_sizes = [tuple(m.shape) for m in maps]
 
 
-def _resize_adjoint(grad: Tensor, shape) -> Tensor:
-    """The gradient of a map of ``shape`` resized to grad's size."""
-    if any(isinstance(n, torch.SymInt) for n in (*shape, *grad.shape)):
-        # Traced with symbolic sizes (torch.compile(dynamic=True)), where the fake kernel of
-        # upsample_bilinear2d_backward fails in this PyTorch: take the vjp of the resize instead.
-        resize = lambda t: F.interpolate(t, size=grad.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
-        return torch.func.vjp(resize, grad.new_zeros(shape))[1](grad)[0]
-    return torch.ops.aten.upsample_bilinear2d_backward(grad, list(grad.shape[-2:]), list(shape), False)
-
-
 def _backward(ctx, grad):
-    grads = [grad if tuple(shape[2:]) == (ctx.height, ctx.width) else _resize_adjoint(grad, shape)
+    grads = [grad if tuple(shape[2:]) == (ctx.height, ctx.width) else resize_backward_cpp(grad, *shape[2:])
              for shape in ctx.map_sizes]
     return grads, None, None
 
