@@ -46,11 +46,14 @@ def atm_cases(batch: int) -> list[OpCase]:
     return [OpCase("attention_to_mask", "segvit-vitl-ade@640", dict(B=batch, Q=150, L=1600, C=512, heads=16))]
 
 
-def segformer_resize_cases(variant: str, height: int, width: int, batch: int, classes: int = 150) -> list[OpCase]:
-    """The SegFormer head's resizes with an HRViT variant: the sum of the four levels' D-channel maps
-    at the stride-4 size, and the final resize of the class logits to the input size."""
+def segformer_resize_cases(variants, height: int, width: int, batch: int, classes: int = 150) -> list[OpCase]:
+    """The SegFormer head's resizes with HRViT variants: the sum of the four levels' D-channel maps at
+    the stride-4 size, and the final resize of the class logits to the input size (each distinct shape
+    once: b1 and b2 share D = 256, and all share the logits' shape)."""
     levels = [(-(-height // (4 * 2 ** i)), -(-width // (4 * 2 ** i))) for i in range(4)]
-    return [OpCase("resize_sum", f"{variant}/head-levels@{height}x{width}",
-                   dict(B=batch, C=HEAD_CHANNELS[variant], sizes=levels, size=levels[0])),
-            OpCase("resize_sum", f"{variant}/logits@{height}x{width}",
-                   dict(B=batch, C=classes, sizes=levels[:1], size=(height, width)))]
+    cases = [OpCase("resize_sum", f"segformer-head-levels@{height}x{width}",
+                    dict(B=batch, C=HEAD_CHANNELS[v], sizes=levels, size=levels[0])) for v in variants]
+    if variants:
+        cases.append(OpCase("resize_sum", f"logits@{height}x{width}",
+                            dict(B=batch, C=classes, sizes=levels[:1], size=(height, width))))
+    return list({(c.label, repr(c.shape)): c for c in cases}.values())

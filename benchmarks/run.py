@@ -313,8 +313,7 @@ def main(argv=None) -> dict:
         args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else []
     op_sizes = args.op_sizes or [(args.size, args.size)]
     op_cases = [c for (h, w) in op_sizes for v in args.op_variants for c in hrvit_stage_cases(v, h, w, args.batch)]
-    op_cases += [c for (h, w) in op_sizes for v in args.op_variants
-                 for c in segformer_resize_cases(v, h, w, args.batch)]
+    op_cases += [c for (h, w) in op_sizes for c in segformer_resize_cases(args.op_variants, h, w, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
     backends_per_model = len(model_backends(args.backends, device))

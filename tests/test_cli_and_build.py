@@ -27,7 +27,7 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert model["params"] == 7_758_008 and model["gmacs"] > 0
     assert set(model["latency"]) == {"reference", "auto"}
     ops = {(r["op"], r["label"]) for r in saved["ops"]}
-    assert len(ops) == 10  # two ops x four branches, and the two SegFormer-head resizes
+    assert len(ops) == 10  # two ops x four branches, and the SegFormer head's two resizes
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
     out = capsys.readouterr()
