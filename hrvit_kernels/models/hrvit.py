@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
+from hrvit_kernels.ops import _dispatch
 
 STEM_WIDTH = 64
 MAX_STRIDE = 32
@@ -111,7 +112,12 @@ class HRViTStage(nn.Module):
                     tokens = checkpoint(blk, tokens, H, W, use_reentrant=False)
                 else:
                     tokens = blk(tokens, H, W)
-            outs.append(norm(tokens).transpose(1, 2).reshape(B, -1, H, W))
+            maps_out = norm(tokens).transpose(1, 2).reshape(B, -1, H, W)  # a channels-last view
+            if _dispatch.default_backend() != "reference":
+                # One NCHW copy here instead of one inside every convolution and upsampling of the
+                # fusion block that reads this map (they copy channels-last inputs to NCHW each time).
+                maps_out = maps_out.contiguous()
+            outs.append(maps_out)
         return outs
 
 
