@@ -1,8 +1,6 @@
-"""Backend choice: explicit argument, use_backend(), HRVIT_KERNELS_BACKEND, a missing extension; and the
-kernels' output allocation (huge pages for large CPU outputs)."""
+"""Backend choice: explicit argument, use_backend(), HRVIT_KERNELS_BACKEND, and a missing extension."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -88,23 +86,3 @@ def test_auto_prefers_the_cpp_kernels_on_cpu():
     x = randn(1, 4, 8)
     expected = "cpp" if hk.HAS_EXT else "reference"
     assert _dispatch.choose_backend(api.OP, "auto", (x,), api.AVAILABLE) == expected
-
-@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists(),
-                    reason="no transparent huge pages (not Linux, or a kernel without THP)")
-def test_large_kernel_outputs_are_advised_to_use_huge_pages():
-    from hrvit_kernels.ops import _alloc
-
-    def advised(t):  # the VmFlags of the mapping that holds t's first huge-page-aligned byte
-        address = -(-t.data_ptr() // (2 << 20)) * (2 << 20)
-        mapping = None
-        for line in Path("/proc/self/smaps").read_text().splitlines():
-            if "-" in line.split(" ")[0] and not line.startswith("VmFlags"):
-                lo, hi = (int(a, 16) for a in line.split(" ")[0].split("-"))
-                mapping = lo <= address < hi
-            elif line.startswith("VmFlags") and mapping:
-                return "hg" in line.split()
-        return False
-
-    big = _alloc.empty((_alloc.HUGE_PAGE_MIN_BYTES // 4 + 1,))
-    assert advised(big)
-    assert torch.isnan(big).all()  # the tests' poisoning still applies
