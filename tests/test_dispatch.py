@@ -86,3 +86,12 @@ def test_auto_prefers_the_cpp_kernels_on_cpu():
     x = randn(1, 4, 8)
     expected = "cpp" if hk.HAS_EXT else "reference"
     assert _dispatch.choose_backend(api.OP, "auto", (x,), api.AVAILABLE) == expected
+
+
+def test_a_default_backend_an_op_does_not_offer_falls_back_to_auto():
+    maps = [randn(1, 2, 3, 3)]
+    expected = hk.resize_sum(maps, (5, 4), backend="reference")
+    with hk.use_backend("triton"):  # resize_sum has no Triton kernel
+        torch.testing.assert_close(hk.resize_sum(maps, (5, 4)), expected)
+        with pytest.raises(NotImplementedError, match=r"resize_sum: backend 'triton' is not implemented"):
+            hk.resize_sum(maps, (5, 4), backend="triton")

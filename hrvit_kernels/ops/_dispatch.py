@@ -1,8 +1,8 @@
 """Backend choice for every op: "auto" | "reference" | "triton" | "cpp".
 
 Precedence: an explicit ``backend=`` argument other than "auto", then the innermost
-:func:`use_backend` context, then the environment variable ``HRVIT_KERNELS_BACKEND``, then "auto".
-"auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
+:func:`use_backend` context, then the environment variable ``HRVIT_KERNELS_BACKEND``, then "auto"; a
+context or environment choice that an op does not offer counts as "auto" for that op. "auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
 """
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
     """Resolve ``backend`` for ``op``; ``available`` maps each backend the op offers to its check."""
     _check_name(backend, f"{op}: argument 'backend'")
     requested = backend if backend != "auto" else default_backend()
+    if backend == "auto" and requested not in available:
+        requested = "auto"  # a process-wide choice this op does not offer (resize_sum has no Triton)
     if requested != "auto":
         check = available.get(requested)
         if check is None:
