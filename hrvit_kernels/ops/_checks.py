@@ -43,15 +43,21 @@ def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], me
                          f"got {tuple(t.shape)}")
 
 
-def check_hw(op: str, hw, num_tokens: int, arg: str = "x") -> tuple[int, int]:
+def check_size_pair(op: str, name: str, value) -> tuple[int, int]:
+    """A pair of positive ints (H, W)."""
     try:
-        h, w = (int(v) for v in hw)
-        if (h, w) != tuple(hw):
+        h, w = (int(v) for v in value)
+        if (h, w) != tuple(value):
             raise TypeError
     except (TypeError, ValueError):
-        raise TypeError(f"{op}: argument 'hw' must be a pair of ints (H, W), got {hw!r}") from None
+        raise TypeError(f"{op}: argument '{name}' must be a pair of ints (H, W), got {value!r}") from None
     if h < 1 or w < 1:
-        raise ValueError(f"{op}: argument 'hw' must be positive, got {(h, w)}")
+        raise ValueError(f"{op}: argument '{name}' must be positive, got {(h, w)}")
+    return h, w
+
+
+def check_hw(op: str, hw, num_tokens: int, arg: str = "x") -> tuple[int, int]:
+    h, w = check_size_pair(op, "hw", hw)
     if h * w != num_tokens:
         raise ValueError(f"{op}: argument 'hw' = {(h, w)} gives H*W = {h * w} tokens, but '{arg}' "
                          f"has N = {num_tokens}; N must equal H*W (row-major tokens)")

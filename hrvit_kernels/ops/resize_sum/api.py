@@ -24,15 +24,7 @@ def _validate(maps, size) -> tuple[int, int]:
         if m.shape[:2] != (B, C) or m.shape[2] < 1 or m.shape[3] < 1:
             raise ValueError(f"{OP}: argument '{name}' must have shape (B={B}, C={C}, h >= 1, w >= 1) "
                              f"like maps[0], got {tuple(m.shape)}")
-    try:
-        height, width = (int(v) for v in size)
-        if (height, width) != tuple(size):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise TypeError(f"{OP}: argument 'size' must be a pair of ints (H, W), got {size!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"{OP}: argument 'size' must be positive, got {(height, width)}")
-    return height, width
+    return _checks.check_size_pair(OP, "size", size)
 
 
 def resize_sum(maps: Sequence[torch.Tensor], size: tuple[int, int], backend: str = "auto") -> torch.Tensor:
