@@ -1,6 +1,6 @@
 // Sum of bilinear resizes (the SegFormer head's level sum and the final resize of the logits): each
 // output row is written once, instead of one fresh full-size tensor per resized map plus one pass
-// per addition.
+// per addition. The backward pass is the adjoint of one resize, as gathers (no scattered writes).
 #include <algorithm>
 #include <cstdint>
 #include <vector>
