@@ -1,7 +1,7 @@
 // MixCFN mixed-scale depthwise convolution (3x3 on the first `split` channels, 5x5 on the rest,
 // zero padding, bias) + exact GELU, in token layout, forward and backward. fp32.
 //
-// Every loop nest keeps a block of kBlock channels in registers and runs over contiguous channels,
+// Every loop nest keeps a block of channels in registers and runs over contiguous channels,
 // so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap ranges.
 #include <algorithm>
 #include <vector>
@@ -12,34 +12,34 @@
 namespace hrvit {
 namespace {
 
-// Channel blocks of two vectors of at most 8 floats (AVX width even where AVX-512 is available): with
-// HRViT's channel counts (R/2 = 48, 144, 360) 16-channel blocks leave a far smaller scalar remainder
-// than 32-channel ones, which measured up to 1.5x slower at those shapes.
-constexpr index_t kCLanes = kLanes < 8 ? kLanes : 8;
-typedef Vec<kCLanes>::type cvec;
-constexpr index_t kBlock = 2 * kCLanes;
+// Channels run in blocks of two vectors of L floats: first the widest vectors (16 floats with
+// AVX-512), then narrower ones down to 4 for what is left (R/2 = 48, 144, 360 in HRViT-b2 leave 16,
+// 16 and 8 channels after 32-channel blocks), then scalars for fewer than 8 channels.
+template <index_t L>
+using lanes = typename Vec<L>::type;
 
 // Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
 // of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j].
-// Full blocks use vector registers; a partial last block runs the same loop on scalars.
-template <int K>
+// A block of 2 * L channels uses vector registers; a shorter one runs the same loop on scalars.
+template <int K, index_t L>
 inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
                        const float* wt, index_t c, const float* bias, float* acc, index_t len) {
+  typedef lanes<L> V;
   constexpr index_t r = K / 2;
   const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
   const index_t dx0 = std::max(-r, -w), dx1 = std::min(r, W - 1 - w);
-  if (len == kBlock) {
-    cvec a0 = bias ? load<cvec>(bias) : cvec{}, a1 = bias ? load<cvec>(bias + kCLanes) : cvec{};
+  if (len == 2 * L) {
+    V a0 = bias ? load<V>(bias) : V{}, a1 = bias ? load<V>(bias + L) : V{};
     for (index_t dy = dy0; dy <= dy1; ++dy) {
       for (index_t dx = dx0; dx <= dx1; ++dx) {
         const float* in = src + ((h + dy) * W + (w + dx)) * sn;
         const float* k = wt + ((dy + r) * K + (dx + r)) * c;
-        a0 += load<cvec>(k) * load<cvec>(in);
-        a1 += load<cvec>(k + kCLanes) * load<cvec>(in + kCLanes);
+        a0 += load<V>(k) * load<V>(in);
+        a1 += load<V>(k + L) * load<V>(in + L);
       }
     }
     store(acc, a0);
-    store(acc + kCLanes, a1);
+    store(acc + L, a1);
     return;
   }
   for (index_t j = 0; j < len; ++j) acc[j] = bias ? bias[j] : 0.0f;
@@ -52,53 +52,66 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
 }
 
 // kPixels horizontally adjacent output pixels (w, w + 1, ...) whose K x K taps all lie inside the
-// image horizontally, channels [0, kBlock): 2 * kPixels independent accumulator chains, so the FMAs
+// image horizontally, channels [0, 2 * L): 2 * kPixels independent accumulator chains, so the FMAs
 // are not held up by each other's latency (one pixel at a time has only two chains).
 constexpr index_t kPixels = 4;
-template <int K>
+template <int K, index_t L>
 inline void conv_pixels_interior(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
                                  const float* wt, index_t c, const float* bias, float* dst, index_t dn) {
+  typedef lanes<L> V;
   constexpr index_t r = K / 2;
   const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
-  cvec a[kPixels][2];
+  V a[kPixels][2];
   for (index_t p = 0; p < kPixels; ++p) {
-    a[p][0] = bias ? load<cvec>(bias) : cvec{};
-    a[p][1] = bias ? load<cvec>(bias + kCLanes) : cvec{};
+    a[p][0] = bias ? load<V>(bias) : V{};
+    a[p][1] = bias ? load<V>(bias + L) : V{};
   }
   for (index_t dy = dy0; dy <= dy1; ++dy)
     for (index_t dx = -r; dx <= r; ++dx) {
       const float* k = wt + ((dy + r) * K + (dx + r)) * c;
-      const cvec k0 = load<cvec>(k), k1 = load<cvec>(k + kCLanes);
+      const V k0 = load<V>(k), k1 = load<V>(k + L);
       const float* in = src + ((h + dy) * W + (w + dx)) * sn;
       for (index_t p = 0; p < kPixels; ++p) {
-        a[p][0] += k0 * load<cvec>(in + p * sn);
-        a[p][1] += k1 * load<cvec>(in + p * sn + kCLanes);
+        a[p][0] += k0 * load<V>(in + p * sn);
+        a[p][1] += k1 * load<V>(in + p * sn + L);
       }
     }
   for (index_t p = 0; p < kPixels; ++p) {
     store(dst + p * dn, a[p][0]);
-    store(dst + p * dn + kCLanes, a[p][1]);
+    store(dst + p * dn + L, a[p][1]);
   }
 }
 
-// One output row of a K x K depthwise conv over channels [0, c) of `src` (token stride sn) into
-// dst (token stride dn). bias may be null.
-template <int K>
-void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
-              const float* bias, index_t c, float* dst, index_t dn) {
+// One output row of a K x K depthwise conv over channels [c0, c) of `src` (token stride sn) into
+// dst (token stride dn), in blocks of 2 * L channels while they fit; returns the first channel left.
+template <int K, index_t L>
+index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
+                        const float* bias, index_t c, float* dst, index_t dn, index_t c0) {
   constexpr index_t r = K / 2;
-  for (index_t c0 = 0; c0 < c; c0 += kBlock) {
-    const index_t len = std::min(kBlock, c - c0);
+  for (; c0 + 2 * L <= c; c0 += 2 * L) {
     const float* b = bias ? bias + c0 : nullptr;
     index_t w = 0;
     for (; w < std::min(r, W); ++w)  // left border
-      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
-    if (len == kBlock)
-      for (; w + kPixels <= W - r; w += kPixels)
-        conv_pixels_interior<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, dn);
+      conv_pixel<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, 2 * L);
+    for (; w + kPixels <= W - r; w += kPixels)
+      conv_pixels_interior<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, dn);
     for (; w < W; ++w)  // the rest: right border and what did not fill a group of pixels
-      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, len);
+      conv_pixel<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, 2 * L);
   }
+  return c0;
+}
+
+// One output row of a K x K depthwise conv over channels [0, c). bias may be null.
+template <int K>
+void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
+              const float* bias, index_t c, float* dst, index_t dn) {
+  index_t c0 = conv_row_blocks<K, kLanes>(src, sn, H, W, h, wt, bias, c, dst, dn, 0);
+  if constexpr (kLanes > 8) c0 = conv_row_blocks<K, 8>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
+  if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
+  if (c0 < c)  // fewer than 8 channels: scalars
+    for (index_t w = 0; w < W; ++w)
+      conv_pixel<K, 4>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0,
+                       c - c0);
 }
 
 // Both halves of the mixed conv for output row h of one image: pre[w * R + r].
@@ -119,38 +132,50 @@ std::vector<float> flipped(const float* wt, int K, index_t c) {
 }
 
 // Weight and bias gradient contributions of output row h: wgrad[tap][j] += sum_w g[w][j] * x[w+off][j]
-// and bgrad[j] += sum_w g[w][j], for channels [0, c) of a K x K conv.
+// and bgrad[j] += sum_w g[w][j], for channels [c0, c) of a K x K conv, in blocks of 2 * L channels
+// while they fit; returns the first channel left.
+template <int K, index_t L>
+index_t weight_grad_row_blocks(const float* x, index_t x_sn, const float* g, index_t g_sn, index_t H,
+                               index_t W, index_t h, index_t c, float* wgrad, float* bgrad, index_t c0) {
+  typedef lanes<L> V;
+  constexpr index_t r = K / 2;
+  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  for (; c0 + 2 * L <= c; c0 += 2 * L) {
+    V b0{}, b1{};
+    for (index_t w = 0; w < W; ++w) {
+      b0 += load<V>(g + w * g_sn + c0);
+      b1 += load<V>(g + w * g_sn + c0 + L);
+    }
+    store(bgrad + c0, load<V>(bgrad + c0) + b0);
+    store(bgrad + c0 + L, load<V>(bgrad + c0 + L) + b1);
+    for (index_t dy = dy0; dy <= dy1; ++dy) {
+      const float* xrow = x + (h + dy) * W * x_sn + c0;
+      for (index_t dx = -r; dx <= r; ++dx) {
+        V a0{}, a1{};
+        for (index_t w = std::max<index_t>(0, -dx); w < std::min(W, W - dx); ++w) {
+          const float* gw = g + w * g_sn + c0;
+          const float* xw = xrow + (w + dx) * x_sn;
+          a0 += load<V>(gw) * load<V>(xw);
+          a1 += load<V>(gw + L) * load<V>(xw + L);
+        }
+        float* dst = wgrad + ((dy + r) * K + (dx + r)) * c + c0;
+        store(dst, load<V>(dst) + a0);
+        store(dst + L, load<V>(dst + L) + a1);
+      }
+    }
+  }
+  return c0;
+}
+
 template <int K>
 void weight_grad_row(const float* x, index_t x_sn, const float* g, index_t g_sn, index_t H, index_t W,
                      index_t h, index_t c, float* wgrad, float* bgrad) {
   constexpr index_t r = K / 2;
   const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
-  index_t c0 = 0;
-  for (; c0 + kBlock <= c; c0 += kBlock) {  // full blocks in vector registers
-    cvec b0{}, b1{};
-    for (index_t w = 0; w < W; ++w) {
-      b0 += load<cvec>(g + w * g_sn + c0);
-      b1 += load<cvec>(g + w * g_sn + c0 + kCLanes);
-    }
-    store(bgrad + c0, load<cvec>(bgrad + c0) + b0);
-    store(bgrad + c0 + kCLanes, load<cvec>(bgrad + c0 + kCLanes) + b1);
-    for (index_t dy = dy0; dy <= dy1; ++dy) {
-      const float* xrow = x + (h + dy) * W * x_sn + c0;
-      for (index_t dx = -r; dx <= r; ++dx) {
-        cvec a0{}, a1{};
-        for (index_t w = std::max<index_t>(0, -dx); w < std::min(W, W - dx); ++w) {
-          const float* gw = g + w * g_sn + c0;
-          const float* xw = xrow + (w + dx) * x_sn;
-          a0 += load<cvec>(gw) * load<cvec>(xw);
-          a1 += load<cvec>(gw + kCLanes) * load<cvec>(xw + kCLanes);
-        }
-        float* dst = wgrad + ((dy + r) * K + (dx + r)) * c + c0;
-        store(dst, load<cvec>(dst) + a0);
-        store(dst + kCLanes, load<cvec>(dst + kCLanes) + a1);
-      }
-    }
-  }
-  for (; c0 < c; ++c0) {  // leftover channels, one at a time
+  index_t c0 = weight_grad_row_blocks<K, kLanes>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, 0);
+  if constexpr (kLanes > 8) c0 = weight_grad_row_blocks<K, 8>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, c0);
+  if constexpr (kLanes > 4) c0 = weight_grad_row_blocks<K, 4>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, c0);
+  for (; c0 < c; ++c0) {  // fewer than 8 channels left: one at a time
     for (index_t w = 0; w < W; ++w) bgrad[c0] += g[w * g_sn + c0];
     for (index_t dy = dy0; dy <= dy1; ++dy)
       for (index_t dx = -r; dx <= r; ++dx) {
