@@ -2,7 +2,8 @@
 
 Precedence: an explicit ``backend=`` argument other than "auto", then the innermost
 :func:`use_backend` context, then the environment variable ``HRVIT_KERNELS_BACKEND``, then "auto"; a
-context or environment choice that an op does not offer counts as "auto" for that op. "auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
+context or environment choice that an op does not offer counts as "auto" for that op.
+"auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
 """
 from __future__ import annotations
 
