@@ -194,6 +194,24 @@ def test_attention_to_mask_cpp_matches_reference(B, Q, L, C, heads):
         assert_close_fp32(a, e, f"grad {name}")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("B", [1, 2])
+def test_attention_to_mask_cpp_any_thread_count(B, threads):
+    """With fewer batch elements than threads the forward splits each element's heads into groups (1, 2 or
+    4 groups of 4 heads here) whose mask sums are added at the end."""
+    inputs = (randn(B, 70, 64, requires_grad=True), randn(B, 130, 64, requires_grad=True),
+              randn(B, 130, 64, requires_grad=True))
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        outs, grads, g = forward_backward(atm("cpp", 4), inputs)
+    finally:
+        torch.set_num_threads(saved)
+    expected, expected_grads, _ = forward_backward(atm("reference", 4), inputs, g)
+    for name, a, e in zip(["out", "mask_logits", "grad q", "grad k", "grad v"], outs + grads, expected + expected_grads):
+        assert_close_fp32(a, e, name)
+
+
 @pytest.mark.parametrize("used", [0, 1], ids=["out_only", "mask_only"])
 def test_attention_to_mask_cpp_gradients_of_one_output(used):
     check_atm_gradients_of_one_output("cpp", used)

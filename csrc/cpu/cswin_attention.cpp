@@ -117,7 +117,7 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
     AttentionScratch w;
     std::vector<index_t> tokens;
     // Row buffers are padded with zero rows to whole query blocks (see attend_columns_backward).
-    std::vector<float> Q, dO, O, K, V_rows, KT, dK, dV, D, row_lse;
+    std::vector<float> Q, dO, O, K, V_rows, dK, dV, D, row_lse;
     std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -131,11 +131,9 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
       for (auto* buf : {&D, &row_lse}) buf->assign(padded, 0.0f);
       for (auto* buf : {&dK, &dV}) buf->assign(L * d, 0.0f);
       K.resize(L * d);
-      KT.resize(L * d);
       gather(q, u.batch, tokens, c0, d, Q.data(), false);
       for (float& x : Q) x *= s.scale;
       gather(k, u.batch, tokens, c0, d, K.data(), false);
-      transpose(L, d, K.data(), d, KT.data(), L);
       const float* V = K.data();
       if (!kv_aliased) {
         V_rows.resize(L * d);
@@ -151,7 +149,7 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
-                                row_lse.data() + i0, D.data() + i0, K.data(), V, KT.data(), L, d, w,
+                                row_lse.data() + i0, D.data() + i0, K.data(), V, L, d, w,
                                 dQT.data(), dK.data(), dV.data(), kNoHook);
         for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i) {
           float* dst = grad_q + (u.batch * N + tokens[i0 + i]) * C + c0;

@@ -89,8 +89,8 @@ void resize_sum_forward(index_t planes, index_t height, index_t width, const Res
   }
   const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
-    thread_local std::vector<float> blended;
-    if (static_cast<index_t>(blended.size()) < widest) blended.resize(widest);
+    thread_local std::vector<float> blended_rows;
+    float* blended = kept(blended_rows, widest);
     const index_t plane = task / row_tasks;
     const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
     for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
@@ -105,7 +105,7 @@ void resize_sum_forward(index_t planes, index_t height, index_t width, const Res
             for (index_t x = 0; x < width; ++x) out_row[x] += row[x];
           }
         } else {
-          resize_row(map, taps[m], plane, y, width, m > 0, blended.data(), out_row);
+          resize_row(map, taps[m], plane, y, width, m > 0, blended, out_row);
         }
       }
     }

@@ -39,14 +39,33 @@ struct AttentionScratch {
   std::vector<float> dP = std::vector<float>(kKeyBlock * kQueryBlock);
 };
 
+// out[i][:] *= f[i] for the kQueryBlock queries of an attend_columns output: O^T (d x kQueryBlock)
+// or, with ValueRows, O (kQueryBlock x d).
+template <bool ValueRows>
+inline void scale_queries(float* O, index_t d, const vecf* f) {
+  constexpr index_t kVecs = kQueryBlock / kLanes;
+  if constexpr (ValueRows) {
+    for (index_t i = 0; i < kQueryBlock; ++i) {
+      const float fi = f[i / kLanes][i % kLanes];
+      for (index_t c = 0; c < d; ++c) O[i * d + c] *= fi;
+    }
+  } else {
+    for (index_t c = 0; c < d; ++c)
+      for (index_t t = 0; t < kVecs; ++t)
+        store(O + c * kQueryBlock + kLanes * t, load(O + c * kQueryBlock + kLanes * t) * f[t]);
+  }
+}
+
 // One head's attention for a block of kQueryBlock queries against Lk keys (online softmax).
 // QT: d x kQueryBlock (scaled; columns past the real queries may hold anything finite), K: Lk x d
-// (row stride ld_k), VT: d x Lk (row stride ld_vt). Writes OT (d x kQueryBlock, normalised) and lse
+// (row stride ld_k). Values V^T: d x Lk (row stride ld_v), output O^T: d x kQueryBlock, normalised;
+// or with ValueRows, V: Lk x d (row stride ld_v) and O: kQueryBlock x d, which reads V straight from
+// a token tensor (no transpose) at the same tile shapes when d is whole vectors. Writes lse
 // (kQueryBlock). on_logits(j0, n, ST) sees each key block's scaled logits S^T (n x kQueryBlock)
 // before the softmax.
-template <typename OnLogits>
-void attend_columns(const float* QT, const float* K, index_t ld_k, const float* VT, index_t ld_vt,
-                    index_t Lk, index_t d, AttentionScratch& w, float* OT, float* lse, OnLogits on_logits) {
+template <bool ValueRows = false, typename OnLogits>
+void attend_columns(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v,
+                    index_t Lk, index_t d, AttentionScratch& w, float* O, float* lse, OnLogits on_logits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   static_assert(kQueryBlock % kLanes == 0, "a query block is whole vectors");
   vecf mx[kVecs], l[kVecs];
@@ -54,7 +73,7 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
     mx[t] = vecf{} - std::numeric_limits<float>::infinity();
     l[t] = vecf{};
   }
-  std::fill(OT, OT + d * kQueryBlock, 0.0f);
+  std::fill(O, O + d * kQueryBlock, 0.0f);
   float* ST = w.S.data();  // n x kQueryBlock
   for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
     const index_t n = std::min(kKeyBlock, Lk - j0);
@@ -77,34 +96,35 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
         store(ST + r * kQueryBlock + kLanes * t, p);
         sum[t] += p;
       }
-    for (index_t c = 0; c < d; ++c)
-      for (index_t t = 0; t < kVecs; ++t)
-        store(OT + c * kQueryBlock + kLanes * t, load(OT + c * kQueryBlock + kLanes * t) * alpha[t]);
+    scale_queries<ValueRows>(O, d, alpha);
     for (index_t t = 0; t < kVecs; ++t) {
       l[t] = l[t] * alpha[t] + sum[t];
       mx[t] = new_max[t];
     }
-    gemm_acc(d, kQueryBlock, n, VT + j0, ld_vt, ST, kQueryBlock, OT, kQueryBlock);
+    if constexpr (ValueRows)
+      gemm_acc_at(kQueryBlock, d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
+    else
+      gemm_acc(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
   }
+  vecf inv[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {
-    const vecf inv = 1.0f / l[t];
-    for (index_t c = 0; c < d; ++c)
-      store(OT + c * kQueryBlock + kLanes * t, load(OT + c * kQueryBlock + kLanes * t) * inv);
+    inv[t] = 1.0f / l[t];
     for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = mx[t][j] + std::log(l[t][j]);
   }
+  scale_queries<ValueRows>(O, d, inv);
 }
 
 // Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved
 // log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
 // (kQueryBlock x d rows), Q scaled; padding columns / rows are zero, with lse and D (kQueryBlock) zero
-// there too, so they add nothing. K, V: Lk x d rows; KT: d x Lk. Accumulates dQT (d x kQueryBlock;
-// the caller multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already
-// the left operands of dV += P^T dO and dK += dS^T Q: no tile transposes. on_dlogits(j0, n, dST) may
+// there too, so they add nothing. K, V: Lk x d rows. Accumulates dQT (d x kQueryBlock; the caller
+// multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already the left
+// operands of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T:
+// no transposes. on_dlogits(j0, n, dST) may
 // add to each key block's logit gradient dS^T (n x kQueryBlock).
 template <typename OnDLogits>
 void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
-                             const float* lse, const float* D, const float* K, const float* V, const float* KT,
-                             index_t Lk, index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV,
+                             const float* lse, const float* D, const float* K, const float* V, index_t Lk, index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV,
                              OnDLogits on_dlogits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
@@ -128,7 +148,7 @@ void attend_columns_backward(const float* QT, const float* Q, const float* dOT, 
     on_dlogits(j0, n, dST);
     gemm_acc(n, d, kQueryBlock, PT, kQueryBlock, dO, d, dV + j0 * d, d);
     gemm_acc(n, d, kQueryBlock, dST, kQueryBlock, Q, d, dK + j0 * d, d);
-    gemm_acc(d, kQueryBlock, n, KT + j0, Lk, dST, kQueryBlock, dQT, kQueryBlock);
+    gemm_acc_at(d, kQueryBlock, n, K + j0 * d, d, dST, kQueryBlock, dQT, kQueryBlock);  // dQ^T += K^T dS^T
   }
 }
 
