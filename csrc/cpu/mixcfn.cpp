@@ -210,10 +210,12 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
   const index_t rows = B * H, N = H * W;
 
   // 1. Gradient at the pre-activation: grad_out * GELU'(conv(x)), the conv recomputed row by row.
-  std::vector<float> gpre(static_cast<size_t>(B * N * R));
+  // Kept between calls (every element is written first): fresh pages would fault on first touch.
+  thread_local std::vector<float> pre_activation_grad;
+  float* gpre = kept(pre_activation_grad, B * N * R);
   parallel_for(rows, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
-    float* g = gpre.data() + row * W * R;
+    float* g = gpre + row * W * R;
     mix_conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, g);
     for (index_t w = 0; w < W; ++w)
       mul_gelu_grad_inplace(grad_out + b * g_sb + (h * W + w) * g_sn, g + w * R, R);
@@ -223,7 +225,7 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
   const std::vector<float> w3f = flipped(w3t, 3, c3), w5f = flipped(w5t, 5, c5);
   parallel_for(rows, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
-    const float* gb = gpre.data() + b * N * R;
+    const float* gb = gpre + b * N * R;
     float* gx = grad_x + row * W * R;
     conv_row<3>(gb, R, H, W, h, w3f.data(), nullptr, c3, gx, R);
     conv_row<5>(gb + c3, R, H, W, h, w5f.data(), nullptr, c5, gx + c3, R);
@@ -241,7 +243,7 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
     for (index_t row = blk * rows / blocks; row < (blk + 1) * rows / blocks; ++row) {
       const index_t b = row / H, h = row % H;
       const float* xb = x + b * x_sb;
-      const float* g = gpre.data() + row * W * R;
+      const float* g = gpre + row * W * R;
       weight_grad_row<3>(xb, x_sn, g, R, H, W, h, c3, p3, pb);
       weight_grad_row<5>(xb + c3, x_sn, g + c3, R, H, W, h, c5, p5, pb + c3);
     }
