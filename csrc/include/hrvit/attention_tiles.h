@@ -102,7 +102,7 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
       mx[t] = new_max[t];
     }
     if constexpr (ValueRows)
-      gemm_acc_at(kQueryBlock, d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
+      gemm_acc_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
     else
       gemm_acc(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
   }

@@ -74,7 +74,8 @@ inline void gemm(index_t M, index_t N, index_t K, const float* A, index_t lda, c
     gemm_rows<kTileRows, Accumulate, TransposedA>(N, K, A + i * row_step, lda, B, ldb, C + i * ldc, ldc);
   for (; i + 4 <= M; i += 4)
     gemm_rows<4, Accumulate, TransposedA>(N, K, A + i * row_step, lda, B, ldb, C + i * ldc, ldc);
-  for (; i < M; ++i) gemm_rows<1, Accumulate, TransposedA>(N, K, A + i * row_step, lda, B, ldb, C + i * ldc, ldc);
+  for (; i < M; ++i)
+    gemm_rows<1, Accumulate, TransposedA>(N, K, A + i * row_step, lda, B, ldb, C + i * ldc, ldc);
 }
 
 }  // namespace detail
@@ -89,6 +90,16 @@ inline void gemm_acc(index_t M, index_t N, index_t K, const float* A, index_t ld
 inline void gemm_acc_at(index_t M, index_t N, index_t K, const float* AT, index_t ldat, const float* B,
                         index_t ldb, float* C, index_t ldc) {
   detail::gemm<true, true>(M, N, K, AT, ldat, B, ldb, C, ldc);
+}
+
+// The same for M a compile-time multiple of the register tile's rows: no remainder loops (whose dead
+// code for a constant M draws false GCC warnings in SSE and AVX2 builds).
+template <index_t M>
+inline void gemm_acc_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb,
+                        float* C, index_t ldc) {
+  static_assert(M % detail::kTileRows == 0, "whole register tiles");
+  for (index_t i = 0; i < M; i += detail::kTileRows)
+    detail::gemm_rows<detail::kTileRows, true, true>(N, K, AT + i, ldat, B, ldb, C + i * ldc, ldc);
 }
 
 // C (M x N, row stride ldc) = A (M x K, row stride lda) * B (K x N, row stride ldb).
