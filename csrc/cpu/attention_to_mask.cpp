@@ -20,8 +20,6 @@ std::vector<index_t> iota(index_t n) {
   return v;
 }
 
-}  // namespace
-
 // Head groups per batch element: the fewest that share the (batch, head group) units out evenly
 // among the threads (batch 1 on 2 threads: 2 groups).
 index_t head_groups(index_t batch, index_t heads, int threads) {
@@ -32,6 +30,8 @@ index_t head_groups(index_t batch, index_t heads, int threads) {
   }
   return heads;
 }
+
+}  // namespace
 
 void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
                                float* out, float* mask, float* lse, int num_threads) {
