@@ -40,6 +40,7 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
   const int threads = num_threads > 0 ? num_threads : 1;
   const index_t groups = head_groups(s.batch, s.heads, threads), group_heads = s.heads / groups;
   const float inv_heads = 1.0f / static_cast<float>(s.heads);
+  const std::vector<index_t> keys = iota(Lk);
   // Head group 0 writes its share of the mean logits into mask, group g > 0 into partial (B, Lq, Lk)
   // number g - 1; those are added once all units are done.
   thread_local std::vector<float> partial_sums;
@@ -65,12 +66,8 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
       const index_t b = unit / groups, g = unit % groups, h0 = g * group_heads;
       // Heads outer, query blocks inner: each head's K and V are packed once and stay in L2.
       for (index_t h = h0; h < h0 + group_heads; ++h) {
-        for (index_t j = 0; j < Lk; ++j) {
-          const float* k_row = k.data + b * k.sb + j * k.sn + h * d;
-          const float* v_row = v.data + b * v.sb + j * v.sn + h * d;
-          std::copy(k_row, k_row + d, K + j * d);
-          std::copy(v_row, v_row + d, V + j * d);
-        }
+        gather(k, b, keys, h * d, d, K, false);
+        gather(v, b, keys, h * d, d, V, false);
         for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
           const index_t m = std::min(kQueryBlock, Lq - i0);
           // Q^T of the block and head, scaled; columns past m stay zero.
