@@ -18,6 +18,15 @@ namespace {
 template <index_t L>
 using lanes = typename Vec<L>::type;
 
+// The offsets [lo, hi] of a radius-r tap window around pos that stay inside [0, size): zero padding
+// is handled by skipping the taps outside the image.
+struct TapRange {
+  index_t lo, hi;
+};
+inline TapRange taps_inside(index_t r, index_t pos, index_t size) {
+  return {std::max(-r, -pos), std::min(r, size - 1 - pos)};
+}
+
 // Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
 // of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j].
 // A block of 2 * L channels uses vector registers; a shorter one runs the same loop on scalars.
@@ -26,8 +35,8 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
                        const float* wt, index_t c, const float* bias, float* acc, index_t len) {
   typedef lanes<L> V;
   constexpr index_t r = K / 2;
-  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
-  const index_t dx0 = std::max(-r, -w), dx1 = std::min(r, W - 1 - w);
+  const auto [dy0, dy1] = taps_inside(r, h, H);
+  const auto [dx0, dx1] = taps_inside(r, w, W);
   if (len == 2 * L) {
     V a0 = bias ? load<V>(bias) : V{}, a1 = bias ? load<V>(bias + L) : V{};
     for (index_t dy = dy0; dy <= dy1; ++dy) {
@@ -60,7 +69,7 @@ inline void conv_pixels_interior(const float* src, index_t sn, index_t H, index_
                                  const float* wt, index_t c, const float* bias, float* dst, index_t dn) {
   typedef lanes<L> V;
   constexpr index_t r = K / 2;
-  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  const auto [dy0, dy1] = taps_inside(r, h, H);
   V a[kPixels][2];
   for (index_t p = 0; p < kPixels; ++p) {
     a[p][0] = bias ? load<V>(bias) : V{};
@@ -139,7 +148,7 @@ index_t weight_grad_row_blocks(const float* x, index_t x_sn, const float* g, ind
                                index_t W, index_t h, index_t c, float* wgrad, float* bgrad, index_t c0) {
   typedef lanes<L> V;
   constexpr index_t r = K / 2;
-  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  const auto [dy0, dy1] = taps_inside(r, h, H);
   for (; c0 + 2 * L <= c; c0 += 2 * L) {
     V b0{}, b1{};
     for (index_t w = 0; w < W; ++w) {
@@ -171,7 +180,7 @@ template <int K>
 void weight_grad_row(const float* x, index_t x_sn, const float* g, index_t g_sn, index_t H, index_t W,
                      index_t h, index_t c, float* wgrad, float* bgrad) {
   constexpr index_t r = K / 2;
-  const index_t dy0 = std::max(-r, -h), dy1 = std::min(r, H - 1 - h);
+  const auto [dy0, dy1] = taps_inside(r, h, H);
   index_t c0 = weight_grad_row_blocks<K, kLanes>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, 0);
   if constexpr (kLanes > 8) c0 = weight_grad_row_blocks<K, 8>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, c0);
   if constexpr (kLanes > 4) c0 = weight_grad_row_blocks<K, 4>(x, x_sn, g, g_sn, H, W, h, c, wgrad, bgrad, c0);
