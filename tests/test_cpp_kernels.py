@@ -10,7 +10,7 @@ from hrvit_kernels.testing import (assert_close_fp32, assert_compiled_matches_ea
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built (pip install -e .)")
 
-MIX_CASES = [(2, 5, 7, 8), (1, 9, 4, 22), (1, 1, 1, 2), (2, 6, 6, 13), (1, 4, 5, 36), (3, 2, 11, 720)]
+MIX_CASES = [(2, 5, 7, 8), (1, 9, 4, 22), (1, 1, 1, 2), (2, 6, 6, 13), (1, 4, 5, 36), (3, 2, 11, 720), (1, 3, 17, 64)]
 
 
 def _mix_inputs(B, H, W, R, requires_grad=True, dtype=torch.float32):

@@ -29,28 +29,13 @@ inline TapRange taps_inside(index_t r, index_t pos, index_t size) {
 
 // Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
 // of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j].
-// A block of 2 * L channels uses vector registers; a shorter one runs the same loop on scalars.
-template <int K, index_t L>
+// Scalar code, for the fewer than 8 channels that the vector blocks leave.
+template <int K>
 inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
                        const float* wt, index_t c, const float* bias, float* acc, index_t len) {
-  typedef lanes<L> V;
   constexpr index_t r = K / 2;
   const auto [dy0, dy1] = taps_inside(r, h, H);
   const auto [dx0, dx1] = taps_inside(r, w, W);
-  if (len == 2 * L) {
-    V a0 = bias ? load<V>(bias) : V{}, a1 = bias ? load<V>(bias + L) : V{};
-    for (index_t dy = dy0; dy <= dy1; ++dy) {
-      for (index_t dx = dx0; dx <= dx1; ++dx) {
-        const float* in = src + ((h + dy) * W + (w + dx)) * sn;
-        const float* k = wt + ((dy + r) * K + (dx + r)) * c;
-        a0 += load<V>(k) * load<V>(in);
-        a1 += load<V>(k + L) * load<V>(in + L);
-      }
-    }
-    store(acc, a0);
-    store(acc + L, a1);
-    return;
-  }
   for (index_t j = 0; j < len; ++j) acc[j] = bias ? bias[j] : 0.0f;
   for (index_t dy = dy0; dy <= dy1; ++dy)
     for (index_t dx = dx0; dx <= dx1; ++dx) {
@@ -60,32 +45,43 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
     }
 }
 
-// kPixels horizontally adjacent output pixels (w, w + 1, ...) whose K x K taps all lie inside the
-// image horizontally, channels [0, 2 * L): 2 * kPixels independent accumulator chains, so the FMAs
-// are not held up by each other's latency (one pixel at a time has only two chains).
+// kPixels horizontally adjacent output pixels (w, w + 1, ...), channels [0, 2 * L), of which the
+// first `count` are stored: 2 * kPixels independent accumulator chains, so the FMAs are not held up
+// by each other's latency. Each input row of the window (kPixels + K - 1 tokens) is loaded into
+// registers once and used by all K taps of the row (with each (tap, pixel) its own address, GCC ran
+// out of registers and reloaded pointers from the stack for every FMA). Tokens left or right of the
+// image load as zeros, which is the zero padding; Interior says the window lies inside the image.
 constexpr index_t kPixels = 4;
-template <int K, index_t L>
-inline void conv_pixels_interior(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
-                                 const float* wt, index_t c, const float* bias, float* dst, index_t dn) {
+template <int K, index_t L, bool Interior>
+inline void conv_pixels(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
+                        const float* wt, index_t c, const float* bias, float* dst, index_t dn, index_t count) {
   typedef lanes<L> V;
-  constexpr index_t r = K / 2;
+  constexpr index_t r = K / 2, span = kPixels + K - 1;
   const auto [dy0, dy1] = taps_inside(r, h, H);
   V a[kPixels][2];
   for (index_t p = 0; p < kPixels; ++p) {
     a[p][0] = bias ? load<V>(bias) : V{};
     a[p][1] = bias ? load<V>(bias + L) : V{};
   }
-  for (index_t dy = dy0; dy <= dy1; ++dy)
-    for (index_t dx = -r; dx <= r; ++dx) {
-      const float* k = wt + ((dy + r) * K + (dx + r)) * c;
-      const V k0 = load<V>(k), k1 = load<V>(k + L);
-      const float* in = src + ((h + dy) * W + (w + dx)) * sn;
+  for (index_t dy = dy0; dy <= dy1; ++dy) {
+    V in[span][2];
+    const float* row = src + ((h + dy) * W + (w - r)) * sn;
+    for (index_t t = 0; t < span; ++t) {
+      const bool inside = Interior || (w - r + t >= 0 && w - r + t < W);
+      in[t][0] = inside ? load<V>(row + t * sn) : V{};
+      in[t][1] = inside ? load<V>(row + t * sn + L) : V{};
+    }
+    const float* k = wt + (dy + r) * K * c;
+    for (index_t dx = 0; dx < K; ++dx) {
+      const V k0 = load<V>(k + dx * c), k1 = load<V>(k + dx * c + L);
       for (index_t p = 0; p < kPixels; ++p) {
-        a[p][0] += k0 * load<V>(in + p * sn);
-        a[p][1] += k1 * load<V>(in + p * sn + L);
+        a[p][0] += k0 * in[p + dx][0];
+        a[p][1] += k1 * in[p + dx][1];
       }
     }
+  }
   for (index_t p = 0; p < kPixels; ++p) {
+    if (!Interior && p >= count) break;
     store(dst + p * dn, a[p][0]);
     store(dst + p * dn + L, a[p][1]);
   }
@@ -99,13 +95,13 @@ index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, inde
   constexpr index_t r = K / 2;
   for (; c0 + 2 * L <= c; c0 += 2 * L) {
     const float* b = bias ? bias + c0 : nullptr;
-    index_t w = 0;
-    for (; w < std::min(r, W); ++w)  // left border
-      conv_pixel<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, 2 * L);
-    for (; w + kPixels <= W - r; w += kPixels)
-      conv_pixels_interior<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, dn);
-    for (; w < W; ++w)  // the rest: right border and what did not fill a group of pixels
-      conv_pixel<K, L>(src + c0, sn, H, W, h, w, wt + c0, c, b, dst + w * dn + c0, 2 * L);
+    for (index_t w = 0; w < W; w += kPixels) {
+      float* d = dst + w * dn + c0;
+      if (w >= r && w + kPixels + r <= W)
+        conv_pixels<K, L, true>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, kPixels);
+      else
+        conv_pixels<K, L, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, std::min(kPixels, W - w));
+    }
   }
   return c0;
 }
@@ -119,8 +115,7 @@ void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, con
   if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
   if (c0 < c)  // fewer than 8 channels: scalars
     for (index_t w = 0; w < W; ++w)
-      conv_pixel<K, 4>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0,
-                       c - c0);
+      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0, c - c0);
 }
 
 // Both halves of the mixed conv for output row h of one image: pre[w * R + r].
