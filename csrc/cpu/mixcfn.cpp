@@ -28,9 +28,9 @@ inline TapRange taps_inside(index_t r, index_t pos, index_t size) {
 }
 
 // Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
-// of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j].
-// Scalar code, for the fewer than 8 channels that the vector blocks leave.
-template <int K>
+// of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j], then
+// GELU if Gelu. Scalar code, for the fewer than 8 channels that the vector blocks leave.
+template <int K, bool Gelu>
 inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
                        const float* wt, index_t c, const float* bias, float* acc, index_t len) {
   constexpr index_t r = K / 2;
@@ -43,16 +43,18 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
       const float* k = wt + ((dy + r) * K + (dx + r)) * c;
       for (index_t j = 0; j < len; ++j) acc[j] += k[j] * in[j];
     }
+  if (Gelu)
+    for (index_t j = 0; j < len; ++j) acc[j] = gelu(acc[j]);
 }
 
 // kPixels horizontally adjacent output pixels (w, w + 1, ...), channels [0, 2 * L), of which the
-// first `count` are stored: 2 * kPixels independent accumulator chains, so the FMAs are not held up
+// first `count` are stored (GELU applied first if Gelu): 2 * kPixels independent accumulator chains, so the FMAs are not held up
 // by each other's latency. Each input row of the window (kPixels + K - 1 tokens) is loaded into
 // registers once and used by all K taps of the row (with each (tap, pixel) its own address, GCC ran
 // out of registers and reloaded pointers from the stack for every FMA). Tokens left or right of the
 // image load as zeros, which is the zero padding; Interior says the window lies inside the image.
 constexpr index_t kPixels = 4;
-template <int K, index_t L, bool Interior>
+template <int K, index_t L, bool Gelu, bool Interior>
 inline void conv_pixels(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
                         const float* wt, index_t c, const float* bias, float* dst, index_t dn, index_t count) {
   typedef lanes<L> V;
@@ -82,14 +84,14 @@ inline void conv_pixels(const float* src, index_t sn, index_t H, index_t W, inde
   }
   for (index_t p = 0; p < kPixels; ++p) {
     if (!Interior && p >= count) break;
-    store(dst + p * dn, a[p][0]);
-    store(dst + p * dn + L, a[p][1]);
+    store(dst + p * dn, Gelu ? gelu(a[p][0]) : a[p][0]);
+    store(dst + p * dn + L, Gelu ? gelu(a[p][1]) : a[p][1]);
   }
 }
 
 // One output row of a K x K depthwise conv over channels [c0, c) of `src` (token stride sn) into
 // dst (token stride dn), in blocks of 2 * L channels while they fit; returns the first channel left.
-template <int K, index_t L>
+template <int K, index_t L, bool Gelu>
 index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
                         const float* bias, index_t c, float* dst, index_t dn, index_t c0) {
   constexpr index_t r = K / 2;
@@ -98,32 +100,33 @@ index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, inde
     for (index_t w = 0; w < W; w += kPixels) {
       float* d = dst + w * dn + c0;
       if (w >= r && w + kPixels + r <= W)
-        conv_pixels<K, L, true>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, kPixels);
+        conv_pixels<K, L, Gelu, true>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, kPixels);
       else
-        conv_pixels<K, L, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, std::min(kPixels, W - w));
+        conv_pixels<K, L, Gelu, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, std::min(kPixels, W - w));
     }
   }
   return c0;
 }
 
-// One output row of a K x K depthwise conv over channels [0, c). bias may be null.
-template <int K>
+// One output row of a K x K depthwise conv over channels [0, c), then GELU if Gelu. bias may be null.
+template <int K, bool Gelu>
 void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
               const float* bias, index_t c, float* dst, index_t dn) {
-  index_t c0 = conv_row_blocks<K, kLanes>(src, sn, H, W, h, wt, bias, c, dst, dn, 0);
-  if constexpr (kLanes > 8) c0 = conv_row_blocks<K, 8>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
-  if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
+  index_t c0 = conv_row_blocks<K, kLanes, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, 0);
+  if constexpr (kLanes > 8) c0 = conv_row_blocks<K, 8, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
+  if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
   if (c0 < c)  // fewer than 8 channels: scalars
     for (index_t w = 0; w < W; ++w)
-      conv_pixel<K>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0, c - c0);
+      conv_pixel<K, Gelu>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0, c - c0);
 }
 
-// Both halves of the mixed conv for output row h of one image: pre[w * R + r].
+// Both halves of the mixed conv for output row h of one image, then GELU if Gelu: out[w * R + r].
+template <bool Gelu>
 void mix_conv_row(const MixConvShape& s, const float* xb, index_t x_sn, index_t h, const float* w3t,
-                  const float* b3, const float* w5t, const float* b5, float* pre) {
+                  const float* b3, const float* w5t, const float* b5, float* out) {
   const index_t R = s.channels, c3 = s.split;
-  conv_row<3>(xb, x_sn, s.height, s.width, h, w3t, b3, c3, pre, R);
-  conv_row<5>(xb + c3, x_sn, s.height, s.width, h, w5t, b5, R - c3, pre + c3, R);
+  conv_row<3, Gelu>(xb, x_sn, s.height, s.width, h, w3t, b3, c3, out, R);
+  conv_row<5, Gelu>(xb + c3, x_sn, s.height, s.width, h, w5t, b5, R - c3, out + c3, R);
 }
 
 // Tap-major weights (K*K, c) flipped in both spatial directions: the input gradient of a
@@ -199,9 +202,7 @@ void mix_conv_gelu_forward(const MixConvShape& s, const float* x, index_t x_sb, 
   const index_t H = s.height, W = s.width, R = s.channels;
   parallel_for(s.batch * H, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
-    float* o = out + row * W * R;
-    mix_conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, o);
-    gelu_inplace(o, W * R);
+    mix_conv_row<true>(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, out + row * W * R);
   });
 }
 
@@ -220,7 +221,7 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
   parallel_for(rows, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
     float* g = gpre + row * W * R;
-    mix_conv_row(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, g);
+    mix_conv_row<false>(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, g);
     for (index_t w = 0; w < W; ++w)
       mul_gelu_grad_inplace(grad_out + b * g_sb + (h * W + w) * g_sn, g + w * R, R);
   });
@@ -231,8 +232,8 @@ void mix_conv_gelu_backward(const MixConvShape& s, const float* x, index_t x_sb,
     const index_t b = row / H, h = row % H;
     const float* gb = gpre + b * N * R;
     float* gx = grad_x + row * W * R;
-    conv_row<3>(gb, R, H, W, h, w3f.data(), nullptr, c3, gx, R);
-    conv_row<5>(gb + c3, R, H, W, h, w5f.data(), nullptr, c5, gx + c3, R);
+    conv_row<3, false>(gb, R, H, W, h, w3f.data(), nullptr, c3, gx, R);
+    conv_row<5, false>(gb + c3, R, H, W, h, w5f.data(), nullptr, c5, gx + c3, R);
   });
 
   // 3. Weight and bias gradients: each fixed block of rows sums into its own partial buffer, then

@@ -103,19 +103,39 @@ inline NormalCdfPdf normal_cdf_pdf(float x) {
   return {0.5f * (1.0f + erf), kInvSqrt2Pi * gauss};
 }
 
-// Exact (erf) GELU x * Phi(x) and its derivative Phi(x) + x phi(x), as
-// torch.nn.functional.gelu(approximate="none") to about 1e-7 absolute per unit of x.
-inline float gelu(float x) { return x * normal_cdf_pdf(x).cdf; }
+// Exact (erf) GELU x * Phi(x), as torch.nn.functional.gelu(approximate="none") to about 2e-7
+// absolute per unit of x: Phi(x) = 1/2 + x P(x^2) / Q(x^2), a rational erf with its argument clamped to
+// [-4, 4] (coefficients and error from python/fit_gelu_erf.py). About 20 vector operations against
+// about 30 for normal_cdf_pdf (the A&S erf and an exponential); the GELU was a third of the MixCFN
+// forward.
+template <typename T>
+inline T gelu(T x) {
+  const float lim = 5.656854249f;  // 4 sqrt 2
+  T xc = x < -lim ? T{} - lim : x;
+  xc = xc > lim ? T{} + lim : xc;
+  const T s = xc * xc;
+  T num = T{} + 1.061548210e-10f;
+  num = num * s - 2.199118043e-08f;
+  num = num * s + 3.437594842e-06f;
+  num = num * s + 1.897879702e-04f;
+  num = num * s + 4.634909797e-03f;
+  num = num * s + 3.782599047e-02f;
+  num = num * s + 3.989421129e-01f;
+  T den = T{} + 6.864742318e-05f;
+  den = den * s + 1.944243908e-03f;
+  den = den * s + 3.020322882e-02f;
+  den = den * s + 2.614795268e-01f;
+  den = den * s + 1.0f;
+  return x * (0.5f + xc * num / den);
+}
+
+// Its derivative Phi(x) + x phi(x), with Phi and phi sharing one exponential (normal_cdf_pdf).
 inline float gelu_grad(float x) {
   const NormalCdfPdf n = normal_cdf_pdf(x);
   return n.cdf + x * n.pdf;
 }
 
-// p[i] = GELU(p[i]) and g[i] = grad_out[i] * GELU'(g[i]): separate functions with restrict pointers so
-// the loops vectorize.
-inline void gelu_inplace(float* __restrict__ p, index_t n) {
-  for (index_t i = 0; i < n; ++i) p[i] = gelu(p[i]);
-}
+// g[i] = grad_out[i] * GELU'(g[i]): restrict pointers so the loop vectorizes.
 inline void mul_gelu_grad_inplace(const float* __restrict__ grad_out, float* __restrict__ g, index_t n) {
   for (index_t i = 0; i < n; ++i) g[i] = grad_out[i] * gelu_grad(g[i]);
 }
