@@ -85,7 +85,7 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
           };
           attend_columns<true>(QT.data(), K, d, V, d, Lk, d, w, O.data(), block_lse.data(), add_to_mask);
           for (index_t i = 0; i < m; ++i) {
-            std::copy(O.data() + i * d, O.data() + (i + 1) * d, out + (b * Lq + i0 + i) * C + h * d);
+            copy_row(O.data() + i * d, d, out + (b * Lq + i0 + i) * C + h * d);
             lse[(b * s.heads + h) * Lq + i0 + i] = block_lse[i];
           }
         }

@@ -29,7 +29,7 @@ inline void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tok
     if (transposed)
       for (index_t j = 0; j < d; ++j) dst[j * L + i] = src[j];
     else
-      std::copy(src, src + d, dst + i * d);
+      copy_row(src, d, dst + i * d);
   }
 }
 
