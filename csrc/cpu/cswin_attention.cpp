@@ -71,7 +71,10 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
   {
     AttentionScratch w;
     std::vector<index_t> tokens;
-    std::vector<float> K, VT, QT(d * kQueryBlock), OT(d * kQueryBlock), block_lse(kQueryBlock);
+    std::vector<float> K, V, QT(d * kQueryBlock), O(kQueryBlock * d), block_lse(kQueryBlock);
+    // Values as rows (L x d, O as rows, no transposes; with k aliasing v the key tile serves as both)
+    // or as V^T (d x L, O^T): rows measured 5-10% faster for d = 32, up to 13% slower for 16 and 24.
+    const bool value_rows = d % kLanes == 0 && d >= 2 * kLanes;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -80,12 +83,16 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
       stripe_tokens(s, u, tokens);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
       K.resize(L * d);
-      VT.resize(L * d);
       gather(k, u.batch, tokens, c0, d, K.data(), false);
-      if (aliased)  // V^T is the transpose of the tile already read
-        transpose(L, d, K.data(), d, VT.data(), L);
-      else
-        gather(v, u.batch, tokens, c0, d, VT.data(), true);
+      const float* values = K.data();
+      if (!value_rows || !aliased) {
+        V.resize(L * d);
+        if (aliased)
+          transpose(L, d, K.data(), d, V.data(), L);
+        else
+          gather(v, u.batch, tokens, c0, d, V.data(), !value_rows);
+        values = V.data();
+      }
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
         // Q^T of the block, scaled (logits = (scale q) k^T); columns past m stay zero.
@@ -94,11 +101,17 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
           const float* src = q.data + u.batch * q.sb + tokens[i0 + i] * q.sn + c0;
           for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
         }
-        attend_columns(QT.data(), K.data(), d, VT.data(), L, L, d, w, OT.data(), block_lse.data(), kNoHook);
+        if (value_rows)
+          attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(), kNoHook);
+        else
+          attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data(), kNoHook);
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
           float* dst = out + (u.batch * N + t) * C + c0;
-          for (index_t c = 0; c < d; ++c) dst[c] = OT[c * kQueryBlock + i];
+          if (value_rows)
+            copy_row(O.data() + i * d, d, dst);
+          else
+            for (index_t c = 0; c < d; ++c) dst[c] = O[c * kQueryBlock + i];
           lse[lse_row(s, u) + t] = block_lse[i];
         }
       }
