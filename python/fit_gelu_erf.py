@@ -54,7 +54,8 @@ def main():
     x = np.linspace(-10, 10, 2_000_001)
     exact = x * 0.5 * (1 + erf(x / math.sqrt(2)))
     gelu_err = np.abs(gelu_float32(x, p_folded, q_folded) - exact) / np.maximum(1.0, np.abs(x))
-    print(f"erf fit: max abs error {err:.2e} (float64); GELU in float32: max error {gelu_err.max():.2e} per unit of x")
+    print(f"erf fit: max abs error {err:.2e} (float64); "
+          f"GELU in float32: max error {gelu_err.max():.2e} per unit of x")
     print("P' (powers 0..6 of x^2):", ", ".join(f"{c:.9e}f" for c in p_folded))
     print("Q' (powers 0..4 of x^2):", ", ".join(f"{c:.9e}f" for c in q_folded))
 

@@ -102,9 +102,11 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
           for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
         }
         if (value_rows)
-          attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(), kNoHook);
+          attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(),
+                               kNoHook);
         else
-          attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data(), kNoHook);
+          attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data(),
+                                kNoHook);
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
           float* dst = out + (u.batch * N + t) * C + c0;

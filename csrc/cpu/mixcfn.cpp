@@ -2,7 +2,8 @@
 // zero padding, bias) + exact GELU, in token layout, forward and backward. fp32.
 //
 // Every loop nest keeps a block of channels in registers and runs over contiguous channels,
-// so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap ranges.
+// so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap rows and
+// reading tokens left or right of the image as zeros.
 #include <algorithm>
 #include <vector>
 
@@ -48,15 +49,17 @@ inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index
 }
 
 // kPixels horizontally adjacent output pixels (w, w + 1, ...), channels [0, 2 * L), of which the
-// first `count` are stored (GELU applied first if Gelu): 2 * kPixels independent accumulator chains, so the FMAs are not held up
-// by each other's latency. Each input row of the window (kPixels + K - 1 tokens) is loaded into
-// registers once and used by all K taps of the row (with each (tap, pixel) its own address, GCC ran
-// out of registers and reloaded pointers from the stack for every FMA). Tokens left or right of the
-// image load as zeros, which is the zero padding; Interior says the window lies inside the image.
+// first `count` are stored (GELU applied first if Gelu): 2 * kPixels independent accumulator
+// chains, so the FMAs are not held up by each other's latency. Each input row of the window
+// (kPixels + K - 1 tokens) is loaded into registers once and used by all K taps of the row (with
+// each (tap, pixel) its own address, GCC ran out of registers and reloaded pointers from the stack
+// for every FMA). Tokens left or right of the image load as zeros, which is the zero padding;
+// Interior says the window lies inside the image.
 constexpr index_t kPixels = 4;
 template <int K, index_t L, bool Gelu, bool Interior>
 inline void conv_pixels(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
-                        const float* wt, index_t c, const float* bias, float* dst, index_t dn, index_t count) {
+                        const float* wt, index_t c, const float* bias, float* dst, index_t dn,
+                        index_t count) {
   typedef lanes<L> V;
   constexpr index_t r = K / 2, span = kPixels + K - 1;
   const auto [dy0, dy1] = taps_inside(r, h, H);
@@ -102,7 +105,8 @@ index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, inde
       if (w >= r && w + kPixels + r <= W)
         conv_pixels<K, L, Gelu, true>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, kPixels);
       else
-        conv_pixels<K, L, Gelu, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, std::min(kPixels, W - w));
+        conv_pixels<K, L, Gelu, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn,
+                                       std::min(kPixels, W - w));
     }
   }
   return c0;
@@ -117,7 +121,8 @@ void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, con
   if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
   if (c0 < c)  // fewer than 8 channels: scalars
     for (index_t w = 0; w < W; ++w)
-      conv_pixel<K, Gelu>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr, dst + w * dn + c0, c - c0);
+      conv_pixel<K, Gelu>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr,
+                          dst + w * dn + c0, c - c0);
 }
 
 // Both halves of the mixed conv for output row h of one image, then GELU if Gelu: out[w * R + r].
