@@ -83,15 +83,10 @@ inline vecf pow2_of_integer(vecf n) {
   return (vecf)bits;  // a cast between vector types of one size keeps the bits
 }
 
-// exp(x) for a float or a vecf, branch-free (std::exp does not vectorize without -ffast-math).
-// Cephes' range reduction x = n ln2 + r and degree-6 polynomial: relative error about 2 ulp; inputs
-// below -87 flush to 0 (as -inf gives 0), above 88 saturate; NaN passes through.
+// e^r for r = x - n ln 2, n = round(x / ln 2), so |r| <= ln 2 / 2 (ln 2 subtracted in two parts, the
+// first exact in float): Cephes' degree-6 polynomial, relative error about 2 ulp.
 template <typename T>
-inline T exp_approx(T x) {
-  const T lo = T{} - 87.0f, hi = T{} + 88.0f;
-  x = x < lo ? lo : (x > hi ? hi : x);
-  // Round to nearest by adding and subtracting 1.5 * 2^23 (std::floor/nearbyint calls do not vectorize).
-  const T n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+inline T exp_of_remainder(T x, T n) {
   const T r = x - n * 0.693359375f + n * 2.12194440e-4f;
   T p = T{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -99,8 +94,18 @@ inline T exp_approx(T x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const T y = p * r * r + r + 1.0f;
-  return y * pow2_of_integer(n);
+  return p * r * r + r + 1.0f;
+}
+
+// exp(x) = 2^n e^r for a float or a vecf, branch-free (std::exp does not vectorize without
+// -ffast-math). Inputs below -87 flush to 0 (as -inf gives 0), above 88 saturate; NaN passes through.
+template <typename T>
+inline T exp_approx(T x) {
+  const T lo = T{} - 87.0f, hi = T{} + 88.0f;
+  x = x < lo ? lo : (x > hi ? hi : x);
+  // Round to nearest by adding and subtracting 1.5 * 2^23 (std::floor/nearbyint calls do not vectorize).
+  const T n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  return exp_of_remainder(x, n) * pow2_of_integer(n);
 }
 
 #if defined(__AVX512F__)
@@ -111,15 +116,7 @@ inline vec16f exp_approx(vec16f x) {
   x = x < -87.0f ? vec16f{} - 87.0f : x;  // keeps the result normal: denormals would slow later FMAs
   const vec16f n = (vec16f)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f),
                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const vec16f r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vec16f p = vec16f{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vec16f y = p * r * r + r + 1.0f;
-  return (vec16f)_mm512_scalef_ps((__m512)y, (__m512)n);
+  return (vec16f)_mm512_scalef_ps((__m512)exp_of_remainder(x, n), (__m512)n);
 }
 #endif
 
