@@ -112,10 +112,6 @@ void resize_sum_forward(index_t planes, index_t height, index_t width, const Res
   });
 }
 
-}  // namespace hrvit
-
-namespace hrvit {
-
 void resize_backward(index_t planes, index_t height, index_t width, const float* grad_out,
                      index_t map_height, index_t map_width, float* grad_map, int num_threads) {
   const AxisTaps rows = axis_taps(map_height, height), cols = axis_taps(map_width, width);

@@ -120,11 +120,12 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
 // there too, so they add nothing. K, V: Lk x d rows. Accumulates dQT (d x kQueryBlock; the caller
 // multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already the left
 // operands of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T:
-// no transposes. on_dlogits(j0, n, dST) may
-// add to each key block's logit gradient dS^T (n x kQueryBlock).
+// no transposes. on_dlogits(j0, n, dST) may add to each key block's logit gradient dS^T
+// (n x kQueryBlock).
 template <typename OnDLogits>
 void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
-                             const float* lse, const float* D, const float* K, const float* V, index_t Lk, index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV,
+                             const float* lse, const float* D, const float* K, const float* V, index_t Lk,
+                             index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV,
                              OnDLogits on_dlogits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
