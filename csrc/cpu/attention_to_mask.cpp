@@ -40,7 +40,7 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
   const int threads = num_threads > 0 ? num_threads : 1;
   const index_t groups = head_groups(s.batch, s.heads, threads), group_heads = s.heads / groups;
   const float inv_heads = 1.0f / static_cast<float>(s.heads);
-  const std::vector<index_t> keys = iota(Lk);
+  const std::vector<index_t> queries = iota(Lq), keys = iota(Lk);
   // Head group 0 writes its share of the mean logits into mask, group g > 0 into partial (B, Lq, Lk)
   // number g - 1; those are added once all units are done.
   thread_local std::vector<float> partial_sums;
@@ -66,16 +66,12 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
       const index_t b = unit / groups, g = unit % groups, h0 = g * group_heads;
       // Heads outer, query blocks inner: each head's K and V are packed once and stay in L2.
       for (index_t h = h0; h < h0 + group_heads; ++h) {
-        gather(k, b, keys, h * d, d, K, false);
-        gather(v, b, keys, h * d, d, V, false);
+        gather(k, b, keys, h * d, d, K);
+        gather(v, b, keys, h * d, d, V);
         for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
           const index_t m = std::min(kQueryBlock, Lq - i0);
-          // Q^T of the block and head, scaled; columns past m stay zero.
-          std::fill(QT.begin(), QT.end(), 0.0f);
-          for (index_t i = 0; i < m; ++i) {
-            const float* src = q.data + b * q.sb + (i0 + i) * q.sn + h * d;
-            for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
-          }
+          // Q^T of the block and head, scaled.
+          gather_columns(q, b, queries.data() + i0, m, kQueryBlock, h * d, d, s.scale, QT.data(), kQueryBlock);
           auto add_to_mask = [&](index_t j0, index_t n, const float* ST) {
             float* __restrict__ dst = maskT + (i0 * Lk + j0 * kQueryBlock);
             if (h == h0)
@@ -151,12 +147,12 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
     for (index_t unit = 0; unit < s.batch * s.heads; ++unit) {
       const index_t b = unit / s.heads, h = unit % s.heads, c0 = h * d;
       for (auto* buf : {&Q, &O, &dO, &D, &row_lse}) std::fill(buf->begin(), buf->end(), 0.0f);
-      gather(q, b, queries, c0, d, Q.data(), false);
+      gather(q, b, queries, c0, d, Q.data());
       for (float& x : Q) x *= s.scale;
-      gather(k, b, keys, c0, d, K, false);
-      gather(v, b, keys, c0, d, V, false);
-      gather(out, b, queries, c0, d, O.data(), false);
-      gather(grad_out, b, queries, c0, d, dO.data(), false);
+      gather(k, b, keys, c0, d, K);
+      gather(v, b, keys, c0, d, V);
+      gather(out, b, queries, c0, d, O.data());
+      gather(grad_out, b, queries, c0, d, dO.data());
       row_dots(dO.data(), O.data(), Lq, d, D.data());
       std::copy(lse + (b * s.heads + h) * Lq, lse + (b * s.heads + h + 1) * Lq, row_lse.begin());
       std::fill(dK, dK + Lk * d, 0.0f);

@@ -83,24 +83,22 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
       stripe_tokens(s, u, tokens);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u);
       K.resize(L * d);
-      gather(k, u.batch, tokens, c0, d, K.data(), false);
+      gather(k, u.batch, tokens, c0, d, K.data());
       const float* values = K.data();
       if (!value_rows || !aliased) {
         V.resize(L * d);
         if (aliased)
           transpose(L, d, K.data(), d, V.data(), L);
+        else if (value_rows)
+          gather(v, u.batch, tokens, c0, d, V.data());
         else
-          gather(v, u.batch, tokens, c0, d, V.data(), !value_rows);
+          gather_columns(v, u.batch, tokens.data(), L, L, c0, d, 1.0f, V.data(), L);
         values = V.data();
       }
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
-        // Q^T of the block, scaled (logits = (scale q) k^T); columns past m stay zero.
-        std::fill(QT.begin(), QT.end(), 0.0f);
-        for (index_t i = 0; i < m; ++i) {
-          const float* src = q.data + u.batch * q.sb + tokens[i0 + i] * q.sn + c0;
-          for (index_t c = 0; c < d; ++c) QT[c * kQueryBlock + i] = src[c] * s.scale;
-        }
+        // Q^T of the block, scaled: logits = (scale q) k^T.
+        gather_columns(q, u.batch, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale, QT.data(), kQueryBlock);
         if (value_rows)
           attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(),
                                kNoHook);
@@ -146,17 +144,17 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
       for (auto* buf : {&D, &row_lse}) buf->assign(padded, 0.0f);
       for (auto* buf : {&dK, &dV}) buf->assign(L * d, 0.0f);
       K.resize(L * d);
-      gather(q, u.batch, tokens, c0, d, Q.data(), false);
+      gather(q, u.batch, tokens, c0, d, Q.data());
       for (float& x : Q) x *= s.scale;
-      gather(k, u.batch, tokens, c0, d, K.data(), false);
+      gather(k, u.batch, tokens, c0, d, K.data());
       const float* V = K.data();
       if (!kv_aliased) {
         V_rows.resize(L * d);
-        gather(v, u.batch, tokens, c0, d, V_rows.data(), false);
+        gather(v, u.batch, tokens, c0, d, V_rows.data());
         V = V_rows.data();
       }
-      gather(out, u.batch, tokens, c0, d, O.data(), false);
-      gather(grad_out, u.batch, tokens, c0, d, dO.data(), false);
+      gather(out, u.batch, tokens, c0, d, O.data());
+      gather(grad_out, u.batch, tokens, c0, d, dO.data());
       row_dots(dO.data(), O.data(), L, d, D.data());
       for (index_t i = 0; i < L; ++i) row_lse[i] = lse[lse_row(s, u) + tokens[i]];
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {

@@ -20,16 +20,23 @@ namespace hrvit {
 constexpr index_t kKeyBlock = 128;
 constexpr index_t kQueryBlock = 32;
 
-// rows[i][d] = t[batch][tokens[i]][c0 + d]; if transposed, cols[d][i] instead.
+// dst[i][c] = t[batch][tokens[i]][c0 + c] for the tokens' rows and c < d.
 inline void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tokens, index_t c0, index_t d,
-            float* dst, bool transposed) {
+                   float* dst) {
   const index_t L = static_cast<index_t>(tokens.size());
-  for (index_t i = 0; i < L; ++i) {
-    const float* src = t.data + batch * t.sb + tokens[i] * t.sn + c0;
-    if (transposed)
-      for (index_t j = 0; j < d; ++j) dst[j * L + i] = src[j];
-    else
-      copy_row(src, d, dst + i * d);
+  for (index_t i = 0; i < L; ++i) copy_row(t.data + batch * t.sb + tokens[i] * t.sn + c0, d, dst + i * d);
+}
+
+// dst[c][i] = scale * t[batch][tokens[i]][c0 + c] for c < d and i < n, row stride ld_dst; columns
+// [n, width) are zero (a query block's padding).
+inline void gather_columns(TokenTensor t, index_t batch, const index_t* tokens, index_t n, index_t width,
+                           index_t c0, index_t d, float scale, float* dst, index_t ld_dst) {
+  const float* rows[kLanes];
+  for (index_t i0 = 0; i0 < width; i0 += kLanes) {
+    const index_t group = std::min(kLanes, width - i0);
+    for (index_t i = 0; i < group; ++i)
+      rows[i] = i0 + i < n ? t.data + batch * t.sb + tokens[i0 + i] * t.sn + c0 : nullptr;
+    rows_to_columns(rows, group, d, scale, dst + i0, ld_dst);
   }
 }
 
@@ -73,7 +80,6 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
     mx[t] = vecf{} - std::numeric_limits<float>::infinity();
     l[t] = vecf{};
   }
-  std::fill(O, O + d * kQueryBlock, 0.0f);
   float* ST = w.S.data();  // n x kQueryBlock
   for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
     const index_t n = std::min(kKeyBlock, Lk - j0);
@@ -96,15 +102,22 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
         store(ST + r * kQueryBlock + kLanes * t, p);
         sum[t] += p;
       }
-    scale_queries<ValueRows>(O, d, alpha);
     for (index_t t = 0; t < kVecs; ++t) {
       l[t] = l[t] * alpha[t] + sum[t];
       mx[t] = new_max[t];
     }
-    if constexpr (ValueRows)
-      gemm_acc_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
-    else
+    // The first key block sets O; later ones rescale it to the new maxima and add to it.
+    if (j0 > 0) scale_queries<ValueRows>(O, d, alpha);
+    if constexpr (ValueRows) {
+      if (j0 == 0)
+        gemm_set_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
+      else
+        gemm_acc_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
+    } else if (j0 == 0) {
+      gemm_set(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
+    } else {
       gemm_acc(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
+    }
   }
   vecf inv[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {

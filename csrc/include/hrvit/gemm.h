@@ -4,6 +4,8 @@
 // along k with shuffles and keeps the tile on the stack, which runs about 10x slower.
 #pragma once
 
+#include <algorithm>
+
 #include "hrvit/common.h"
 
 namespace hrvit {
@@ -93,13 +95,25 @@ inline void gemm_acc_at(index_t M, index_t N, index_t K, const float* AT, index_
 }
 
 // The same for M a compile-time multiple of the register tile's rows: no remainder loops (whose dead
-// code for a constant M draws false GCC warnings in SSE and AVX2 builds).
+// code for a constant M draws false GCC warnings in SSE and AVX2 builds). gemm_set_at overwrites C.
+namespace detail {
+template <index_t M, bool Accumulate>
+inline void gemm_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb, float* C,
+                    index_t ldc) {
+  static_assert(M % kTileRows == 0, "whole register tiles");
+  for (index_t i = 0; i < M; i += kTileRows)
+    gemm_rows<kTileRows, Accumulate, true>(N, K, AT + i, ldat, B, ldb, C + i * ldc, ldc);
+}
+}  // namespace detail
 template <index_t M>
 inline void gemm_acc_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb,
                         float* C, index_t ldc) {
-  static_assert(M % detail::kTileRows == 0, "whole register tiles");
-  for (index_t i = 0; i < M; i += detail::kTileRows)
-    detail::gemm_rows<detail::kTileRows, true, true>(N, K, AT + i, ldat, B, ldb, C + i * ldc, ldc);
+  detail::gemm_at<M, true>(N, K, AT, ldat, B, ldb, C, ldc);
+}
+template <index_t M>
+inline void gemm_set_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb,
+                        float* C, index_t ldc) {
+  detail::gemm_at<M, false>(N, K, AT, ldat, B, ldb, C, ldc);
 }
 
 // C (M x N, row stride ldc) = A (M x K, row stride lda) * B (K x N, row stride ldb).
@@ -108,11 +122,61 @@ inline void gemm_set(index_t M, index_t N, index_t K, const float* A, index_t ld
   detail::gemm<false>(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
+// dst[c * ld_dst + i] = scale * rows[i][c] for c < cols and i < n <= kLanes: up to kLanes rows become
+// columns; a null row reads as zeros. With AVX-512, 16 x 16 blocks are transposed in registers
+// (64 shuffles instead of 256 scalar loads and stores each); masked loads and stores touch nothing
+// past a row's cols or a column's n.
+inline void rows_to_columns(const float* const* rows, index_t n, index_t cols, float scale, float* dst,
+                            index_t ld_dst) {
+#if defined(__AVX512F__)
+  static_assert(kLanes == 16, "AVX-512 vectors hold 16 floats");
+  const __mmask16 column_mask = static_cast<__mmask16>((1u << n) - 1);
+  const __m512 factor = _mm512_set1_ps(scale);
+  for (index_t c0 = 0; c0 < cols; c0 += 16) {
+    const index_t width = std::min<index_t>(16, cols - c0);
+    const __mmask16 row_mask = static_cast<__mmask16>((1u << width) - 1);
+    __m512 r[16], t[16];
+    for (index_t i = 0; i < 16; ++i)
+      r[i] = i < n && rows[i] ? _mm512_mul_ps(_mm512_maskz_loadu_ps(row_mask, rows[i] + c0), factor)
+                              : _mm512_setzero_ps();
+    // Within each 128-bit lane L: t[4g + c] holds column 4L + c of rows 4g .. 4g + 3.
+    for (index_t g = 0; g < 4; ++g) {
+      const __m512 lo01 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+      const __m512 hi01 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+      const __m512 lo23 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+      const __m512 hi23 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+      t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+      t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+      t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+      t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+    }
+    // Column 4L + c gathers lane L of t[c], t[4 + c], t[8 + c], t[12 + c]: a 4 x 4 transpose of lanes.
+    for (index_t c = 0; c < 4; ++c) {
+      const __m512 a = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44), b = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);
+      const __m512 e = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44);
+      const __m512 f = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee);
+      r[c] = _mm512_shuffle_f32x4(a, e, 0x88);
+      r[4 + c] = _mm512_shuffle_f32x4(a, e, 0xdd);
+      r[8 + c] = _mm512_shuffle_f32x4(b, f, 0x88);
+      r[12 + c] = _mm512_shuffle_f32x4(b, f, 0xdd);
+    }
+    for (index_t c = 0; c < width; ++c) _mm512_mask_storeu_ps(dst + (c0 + c) * ld_dst, column_mask, r[c]);
+  }
+#else
+  for (index_t c = 0; c < cols; ++c)
+    for (index_t i = 0; i < n; ++i) dst[c * ld_dst + i] = rows[i] ? scale * rows[i][c] : 0.0f;
+#endif
+}
+
 // dst (cols x rows, row stride ld_dst) = transpose of src (rows x cols, row stride ld_src).
 inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst,
                       index_t ld_dst) {
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+  const float* row_ptrs[kLanes];
+  for (index_t i0 = 0; i0 < rows; i0 += kLanes) {
+    const index_t n = std::min(kLanes, rows - i0);
+    for (index_t i = 0; i < n; ++i) row_ptrs[i] = src + (i0 + i) * ld_src;
+    rows_to_columns(row_ptrs, n, cols, 1.0f, dst + i0, ld_dst);
+  }
 }
 
 }  // namespace hrvit
