@@ -134,7 +134,7 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
     AttentionScratch w;
     // Query-side rows padded with zero rows to whole blocks (see attend_columns_backward).
     std::vector<float> Q(padded * d), O(padded * d), dO(padded * d), D(padded), row_lse(padded);
-    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock);
+    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock), dQ(kQueryBlock * d);
     // Key-side rows of the unit's head, kept between calls (their size is that of the inputs).
     thread_local std::vector<float> k_rows, v_rows, dk_rows, dv_rows;
     float* K = kept(k_rows, Lk * d);
@@ -171,14 +171,14 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
                                 row_lse.data() + i0, D.data() + i0, K, V, Lk, d, w, dQT.data(), dK, dV,
                                 add_mask_grad);
+        transpose(d, kQueryBlock, dQT.data(), kQueryBlock, dQ.data(), d, s.scale);
         for (index_t i = 0; i < std::min(kQueryBlock, Lq - i0); ++i)
-          for (index_t c = 0; c < d; ++c) grad_q[(b * Lq + i0 + i) * C + c0 + c] = dQT[c * kQueryBlock + i] * s.scale;
+          copy_row(dQ.data() + i * d, d, grad_q + (b * Lq + i0 + i) * C + c0);
       }
-      for (index_t j = 0; j < Lk; ++j)
-        for (index_t c = 0; c < d; ++c) {
-          grad_k[(b * Lk + j) * C + c0 + c] = dK[j * d + c];
-          grad_v[(b * Lk + j) * C + c0 + c] = dV[j * d + c];
-        }
+      for (index_t j = 0; j < Lk; ++j) {
+        copy_row(dK + j * d, d, grad_k + (b * Lk + j) * C + c0);
+        copy_row(dV + j * d, d, grad_v + (b * Lk + j) * C + c0);
+      }
     }
   }
 }

@@ -131,7 +131,7 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
     std::vector<index_t> tokens;
     // Row buffers are padded with zero rows to whole query blocks (see attend_columns_backward).
     std::vector<float> Q, dO, O, K, V_rows, dK, dV, D, row_lse;
-    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock);
+    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock), dQ(kQueryBlock * d);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -164,21 +164,16 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
                                 row_lse.data() + i0, D.data() + i0, K.data(), V, L, d, w,
                                 dQT.data(), dK.data(), dV.data(), kNoHook);
-        for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i) {
-          float* dst = grad_q + (u.batch * N + tokens[i0 + i]) * C + c0;
-          for (index_t c = 0; c < d; ++c) dst[c] = dQT[c * kQueryBlock + i] * s.scale;
-        }
+        transpose(d, kQueryBlock, dQT.data(), kQueryBlock, dQ.data(), d, s.scale);
+        for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i)
+          copy_row(dQ.data() + i * d, d, grad_q + (u.batch * N + tokens[i0 + i]) * C + c0);
       }
+      if (kv_aliased)
+        for (index_t x = 0; x < L * d; ++x) dV[x] += dK[x];
       for (index_t i = 0; i < L; ++i) {
         const index_t row = (u.batch * N + tokens[i]) * C + c0;
-        for (index_t c = 0; c < d; ++c) {
-          if (kv_aliased) {
-            grad_v[row + c] = dV[i * d + c] + dK[i * d + c];
-          } else {
-            grad_k[row + c] = dK[i * d + c];
-            grad_v[row + c] = dV[i * d + c];
-          }
-        }
+        copy_row(dV.data() + i * d, d, grad_v + row);
+        if (!kv_aliased) copy_row(dK.data() + i * d, d, grad_k + row);
       }
     }
   }

@@ -168,14 +168,14 @@ inline void rows_to_columns(const float* const* rows, index_t n, index_t cols, f
 #endif
 }
 
-// dst (cols x rows, row stride ld_dst) = transpose of src (rows x cols, row stride ld_src).
-inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst,
-                      index_t ld_dst) {
+// dst (cols x rows, row stride ld_dst) = scale * transpose of src (rows x cols, row stride ld_src).
+inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst, index_t ld_dst,
+                      float scale = 1.0f) {
   const float* row_ptrs[kLanes];
   for (index_t i0 = 0; i0 < rows; i0 += kLanes) {
     const index_t n = std::min(kLanes, rows - i0);
     for (index_t i = 0; i < n; ++i) row_ptrs[i] = src + (i0 + i) * ld_src;
-    rows_to_columns(row_ptrs, n, cols, 1.0f, dst + i0, ld_dst);
+    rows_to_columns(row_ptrs, n, cols, scale, dst + i0, ld_dst);
   }
 }
 
