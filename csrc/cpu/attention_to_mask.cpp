@@ -71,7 +71,8 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
         for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
           const index_t m = std::min(kQueryBlock, Lq - i0);
           // Q^T of the block and head, scaled.
-          gather_columns(q, b, queries.data() + i0, m, kQueryBlock, h * d, d, s.scale, QT.data(), kQueryBlock);
+          gather_columns(q, b, queries.data() + i0, m, kQueryBlock, h * d, d, s.scale, QT.data(),
+                         kQueryBlock);
           auto add_to_mask = [&](index_t j0, index_t n, const float* ST) {
             float* __restrict__ dst = maskT + (i0 * Lk + j0 * kQueryBlock);
             if (h == h0)

@@ -98,7 +98,8 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
         // Q^T of the block, scaled: logits = (scale q) k^T.
-        gather_columns(q, u.batch, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale, QT.data(), kQueryBlock);
+        gather_columns(q, u.batch, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale, QT.data(),
+                       kQueryBlock);
         if (value_rows)
           attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(),
                                kNoHook);

@@ -98,8 +98,8 @@ inline void gemm_acc_at(index_t M, index_t N, index_t K, const float* AT, index_
 // code for a constant M draws false GCC warnings in SSE and AVX2 builds). gemm_set_at overwrites C.
 namespace detail {
 template <index_t M, bool Accumulate>
-inline void gemm_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb, float* C,
-                    index_t ldc) {
+inline void gemm_at(index_t N, index_t K, const float* AT, index_t ldat, const float* B, index_t ldb,
+                    float* C, index_t ldc) {
   static_assert(M % kTileRows == 0, "whole register tiles");
   for (index_t i = 0; i < M; i += kTileRows)
     gemm_rows<kTileRows, Accumulate, true>(N, K, AT + i, ldat, B, ldb, C + i * ldc, ldc);
@@ -152,7 +152,8 @@ inline void rows_to_columns(const float* const* rows, index_t n, index_t cols, f
     }
     // Column 4L + c gathers lane L of t[c], t[4 + c], t[8 + c], t[12 + c]: a 4 x 4 transpose of lanes.
     for (index_t c = 0; c < 4; ++c) {
-      const __m512 a = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44), b = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);
+      const __m512 a = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);
+      const __m512 b = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);
       const __m512 e = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44);
       const __m512 f = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee);
       r[c] = _mm512_shuffle_f32x4(a, e, 0x88);
@@ -169,8 +170,8 @@ inline void rows_to_columns(const float* const* rows, index_t n, index_t cols, f
 }
 
 // dst (cols x rows, row stride ld_dst) = scale * transpose of src (rows x cols, row stride ld_src).
-inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst, index_t ld_dst,
-                      float scale = 1.0f) {
+inline void transpose(index_t rows, index_t cols, const float* src, index_t ld_src, float* dst,
+                      index_t ld_dst, float scale = 1.0f) {
   const float* row_ptrs[kLanes];
   for (index_t i0 = 0; i0 < rows; i0 += kLanes) {
     const index_t n = std::min(kLanes, rows - i0);
