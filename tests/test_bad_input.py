@@ -138,3 +138,58 @@ def test_models_reject_bad_input():
         hk.create_model("hrvit_b1", stripe_widths=(1, 2, 0, 7))
     with pytest.raises(ValueError, match=r"unknown model 'hrvit_b9'; available: hrvit_b1"):
         hk.create_model("hrvit_b9")
+
+
+# The registered custom ops check their own arguments: torch.ops exposes them without the public
+# function, and a kernel given sizes that disagree with its tensors would read or write past their ends.
+def _op_calls(backend):
+    q, k = randn(1, 12, 32), randn(1, 12, 32)
+    out, lse = randn(1, 12, 32), randn(1, 2, 12)
+    x, w3, b3, w5, b5 = randn(1, 12, 8), randn(4, 1, 3, 3), randn(4), randn(4, 1, 5, 5), randn(4)
+    qa, ka, mask, lse_a = randn(1, 5, 32), randn(1, 7, 32), randn(1, 5, 7), randn(1, 2, 5)
+    ops = torch.ops.hrvit
+    return [
+        (lambda: getattr(ops, f"cswin_attention_{backend}")(q, k, None, 3, 4, 2, 2, 16, 0.25),
+         rf"hrvit::cswin_attention_{backend}: arguments 'heads' = 2 and 'head_dim' = 16 do not split each "
+         r"half of C = 32 channels; accepted: heads = 1, head_dim = 16"),
+        (lambda: getattr(ops, f"cswin_attention_{backend}")(q, k, None, 4, 4, 2, 1, 16, 0.25),
+         r"'hw' = \(4, 4\) gives H\*W = 16 tokens, but 'q' has N = 12"),
+        (lambda: getattr(ops, f"cswin_attention_{backend}_bwd")(out, q, k, None, out, lse[:, :1], 3, 4, 2, 1, 16,
+                                                                 0.25),
+         rf"hrvit::cswin_attention_{backend}_bwd: argument 'lse' must have shape \(1, 2, 12\)"),
+        (lambda: getattr(ops, f"mix_conv_gelu_{backend}")(x, 4, 4, w3, b3, w5, b5),
+         rf"hrvit::mix_conv_gelu_{backend}: argument 'hw' = \(4, 4\) gives H\*W = 16 tokens, but 'x' has N = 12"),
+        (lambda: getattr(ops, f"mix_conv_gelu_{backend}_bwd")(x[:, :6], x, 3, 4, w3, b3, w5, b5),
+         r"argument 'grad_out' must have shape \(1, 12, 8\)"),
+        (lambda: getattr(ops, f"attention_to_mask_{backend}")(qa, ka, ka, 3, 0.25),
+         rf"hrvit::attention_to_mask_{backend}: the channel count C = 32 must be divisible by num_heads = 3"),
+        (lambda: getattr(ops, f"attention_to_mask_{backend}_bwd")(None, mask[:, :, :6], qa, ka, ka, qa, lse_a, 2,
+                                                                   0.25),
+         r"argument 'grad_mask' must have shape \(1, 5, 7\) \(\(B, Q, L\)\), got \(1, 5, 6\)"),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+@pytest.mark.parametrize("case", range(7))
+def test_registered_ops_check_their_arguments(backend, case):
+    call, pattern = _op_calls(backend)[case]
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_registered_resize_ops_check_their_arguments():
+    with pytest.raises(ValueError, match=r"hrvit::resize_sum_cpp: argument 'maps\[1\]' must have shape "
+                                         r"\(B=1, C=2, h >= 1, w >= 1\) like maps\[0\], got \(1, 3, 3, 3\)"):
+        torch.ops.hrvit.resize_sum_cpp([randn(1, 2, 3, 3), randn(1, 3, 3, 3)], 4, 4)
+    with pytest.raises(ValueError, match=r"hrvit::resize_backward_cpp: argument '\(map_height, map_width\)' "
+                                         r"must be positive, got \(0, 4\)"):
+        torch.ops.hrvit.resize_backward_cpp(randn(1, 2, 3, 3), 0, 4)
+
+
+def test_cpp_ops_reject_tensors_off_the_cpu():
+    from hrvit_kernels.ops import _checks
+
+    with pytest.raises(ValueError, match=r"hrvit::cswin_attention_cpp: argument 'q' is on meta; this op runs on "
+                                         r"CPU tensors"):
+        _checks.check_kernel_device("hrvit::cswin_attention_cpp", "cpp", "q", torch.empty(1, device="meta"))
+    _checks.check_kernel_device("hrvit::cswin_attention_triton", "triton", "q", torch.empty(1, device="meta"))

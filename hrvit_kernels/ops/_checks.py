@@ -26,14 +26,26 @@ def check_tensor(op: str, name: str, t, ndim: int) -> torch.Tensor:
 
 def check_same(op: str, named: Sequence[tuple[str, torch.Tensor]]) -> None:
     """All tensors share the first one's device and dtype."""
+    check_same_device(op, named)
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.dtype != first.dtype:
+            raise TypeError(f"{op}: argument '{name}' has dtype {t.dtype} but '{first_name}' has "
+                            f"{first.dtype}; all tensors must share one dtype")
+
+
+def check_same_device(op: str, named: Sequence[tuple[str, torch.Tensor]]) -> None:
     first_name, first = named[0]
     for name, t in named[1:]:
         if t.device != first.device:
             raise ValueError(f"{op}: argument '{name}' is on {t.device} but '{first_name}' is on "
                              f"{first.device}; all tensors must be on one device")
-        if t.dtype != first.dtype:
-            raise TypeError(f"{op}: argument '{name}' has dtype {t.dtype} but '{first_name}' has "
-                            f"{first.dtype}; all tensors must share one dtype")
+
+
+def check_kernel_device(op: str, backend: str, name: str, t: torch.Tensor) -> None:
+    """The C++ kernels read CPU memory only (the Triton ones report a wrong device themselves)."""
+    if backend == "cpp" and t.device.type != "cpu":
+        raise ValueError(f"{op}: argument '{name}' is on {t.device}; this op runs on CPU tensors")
 
 
 def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], meaning: str = "") -> None:

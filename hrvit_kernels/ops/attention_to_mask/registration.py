@@ -12,6 +12,8 @@ import torch.utils.flop_counter
 from torch import Tensor
 
 from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.ops import _checks
+from hrvit_kernels.ops.attention_to_mask import checks
 
 # Backend -> module with forward/backward; triton's is imported on first use only.
 KERNEL_MODULES = {"cpp": "hrvit_kernels.ops.attention_to_mask.cpu",
@@ -27,23 +29,32 @@ def _define(backend: str):
     def kernels():
         return importlib.import_module(KERNEL_MODULES[backend])
 
-    @torch.library.custom_op(f"hrvit::attention_to_mask_{backend}", mutates_args=())
+    # The ops check their own arguments too: torch.ops exposes them without the public function.
+    op = f"hrvit::attention_to_mask_{backend}"
+
+    @torch.library.custom_op(op, mutates_args=())
     def fwd(q: Tensor, k: Tensor, v: Tensor, num_heads: int, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        checks.check_inputs(q, k, v, num_heads, scale, op)
+        _checks.check_kernel_device(op, backend, "q", q)
         return kernels().forward(q, k, v, num_heads, scale)
 
     @fwd.register_fake
     def _(q, k, v, num_heads, scale):
+        checks.check_inputs(q, k, v, num_heads, scale, op)
         B, Q, _ = q.shape
         return (q.new_empty(q.shape), q.new_empty((B, Q, k.shape[1])),
                 q.new_empty((B, num_heads, Q), dtype=torch.float32))
 
-    @torch.library.custom_op(f"hrvit::attention_to_mask_{backend}_bwd", mutates_args=())
+    @torch.library.custom_op(op + "_bwd", mutates_args=())
     def bwd(grad_out: Optional[Tensor], grad_mask: Optional[Tensor], q: Tensor, k: Tensor, v: Tensor, out: Tensor,
             lse: Tensor, num_heads: int, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, grad_mask, q, k, v, out, lse, num_heads, scale)
+        _checks.check_kernel_device(op + "_bwd", backend, "q", q)
         return kernels().backward(grad_out, grad_mask, q, k, v, out, lse, num_heads, scale)
 
     @bwd.register_fake
     def _(grad_out, grad_mask, q, k, v, out, lse, num_heads, scale):
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, grad_mask, q, k, v, out, lse, num_heads, scale)
         return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
     def setup_context(ctx, inputs, output):

@@ -3,44 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops.cswin_attention.checks import OP, check_inputs
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
-
-OP = "cswin_attention"
-
-
-def stripe_heads(channels: int, head_dim: int) -> tuple[int, int]:
-    """(heads, used head dim) of each half of ``channels``.
-
-    Each half has (C/2) // head_dim heads; when C/2 < head_dim it falls back to one head of C/2
-    channels (HRViT-b1's first branch: C/2 = 16 < 32).
-    """
-    half = channels // 2
-    if half < head_dim:
-        return 1, half
-    return half // head_dim, head_dim
-
-
-def _validate(q, k, v, hw, stripe_width, head_dim, scale):
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _checks.check_tensor(OP, name, t, 3)
-    _checks.check_same(OP, [("q", q), ("k", k), ("v", v)])
-    for name, t in (("k", k), ("v", v)):
-        _checks.check_shape(OP, name, t, q.shape, "the shape of 'q', (B, N, C)")
-    B, N, C = q.shape
-    if C < 2 or C % 2:
-        raise ValueError(f"{OP}: the channel count C of 'q' must be even (two halves), got C = {C}")
-    H, W = _checks.check_hw(OP, hw, N, "q")
-    _checks.check_positive_int(OP, "stripe_width", stripe_width)
-    _checks.check_positive_int(OP, "head_dim", head_dim)
-    heads, used = stripe_heads(C, head_dim)
-    if heads * used != C // 2:
-        raise ValueError(f"{OP}: each half has C/2 = {C // 2} channels, which is not a multiple of "
-                         f"head_dim = {head_dim}; accepted: C/2 divisible by head_dim, or C/2 < head_dim")
-    _checks.check_scale(OP, scale)
-    return (H, W), heads, used
-
 
 AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": cswin_attention_triton, "cpp": cswin_attention_cpp}
@@ -56,7 +22,7 @@ def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, strip
     (C/2) // head_dim heads (one head of C/2 channels when C/2 < head_dim); ``scale`` defaults to the
     used head dim ** -0.5. ``k`` may be the same tensor as ``v``. Returns (B, N, C).
     """
-    hw, heads, used = _validate(q, k, v, hw, stripe_width, head_dim, scale)
+    hw, heads, used = check_inputs(q, k, v, hw, stripe_width, head_dim, scale)
     scale = used ** -0.5 if scale is None else float(scale)
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":

@@ -15,6 +15,8 @@ import torch.utils.flop_counter
 from torch import Tensor
 
 from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.ops import _checks
+from hrvit_kernels.ops.cswin_attention import checks
 
 # Backend -> module with forward/backward; triton's is imported on first use only.
 KERNEL_MODULES = {"cpp": "hrvit_kernels.ops.cswin_attention.cpu",
@@ -35,24 +37,35 @@ def _define(backend: str):
     def kernels():
         return importlib.import_module(KERNEL_MODULES[backend])
 
-    @torch.library.custom_op(f"hrvit::cswin_attention_{backend}", mutates_args=())
+    # The ops check their own arguments too: torch.ops exposes them without the public function.
+    op = f"hrvit::cswin_attention_{backend}"
+
+    @torch.library.custom_op(op, mutates_args=())
     def fwd(q: Tensor, k: Tensor, v: Optional[Tensor], H: int, W: int, stripe_width: int, heads: int,
             head_dim: int, scale: float) -> tuple[Tensor, Tensor]:
+        checks.check_op_inputs(op, q, k, v, H, W, stripe_width, heads, head_dim, scale)
+        _checks.check_kernel_device(op, backend, "q", q)
         return kernels().forward(q, k, v, H, W, stripe_width, heads, head_dim, scale)
 
     @fwd.register_fake
     def _(q, k, v, H, W, stripe_width, heads, head_dim, scale):
+        checks.check_op_inputs(op, q, k, v, H, W, stripe_width, heads, head_dim, scale)
         B, N, _ = q.shape
         return q.new_empty(q.shape), q.new_empty((B, 2 * heads, N), dtype=torch.float32)
 
-    @torch.library.custom_op(f"hrvit::cswin_attention_{backend}_bwd", mutates_args=())
+    @torch.library.custom_op(op + "_bwd", mutates_args=())
     def bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Optional[Tensor], out: Tensor, lse: Tensor, H: int,
             W: int, stripe_width: int, heads: int, head_dim: int, scale: float) -> list[Tensor]:
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, stripe_width, heads,
+                                        head_dim, scale)
+        _checks.check_kernel_device(op + "_bwd", backend, "q", q)
         grads = kernels().backward(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale)
         return [g for g in grads if g is not None]
 
     @bwd.register_fake
     def _(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale):
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, stripe_width, heads,
+                                        head_dim, scale)
         return [q.new_empty(q.shape) for _ in range(2 if v is None else 3)]
 
     def setup_context(ctx, inputs, output):

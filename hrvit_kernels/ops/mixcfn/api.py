@@ -3,34 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _checks, _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops.mixcfn.checks import OP, check_inputs
 from hrvit_kernels.ops.mixcfn.registration import mix_conv_gelu_cpp, mix_conv_gelu_triton
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
-
-OP = "mix_conv_gelu"
-
-
-def _validate(x, hw, weight3, bias3, weight5, bias5):
-    _checks.check_tensor(OP, "x", x, 3)
-    B, N, R = x.shape
-    if R < 2:
-        raise ValueError(f"{OP}: 'x' must have at least 2 channels (two halves), got R = {R}")
-    H, W = _checks.check_hw(OP, hw, N)
-    split = R // 2
-    named = [("x", x)]
-    for name, t, channels, k in (("weight3", weight3, split, 3), ("weight5", weight5, R - split, 5)):
-        _checks.check_tensor(OP, name, t, 4)
-        _checks.check_shape(OP, name, t, (channels, 1, k, k),
-                            f"depthwise {k}x{k} over {'the first R//2' if k == 3 else 'the last R - R//2'}"
-                            f" of R = {R} channels")
-        named.append((name, t))
-    for name, t, channels in (("bias3", bias3, split), ("bias5", bias5, R - split)):
-        _checks.check_tensor(OP, name, t, 1)
-        _checks.check_shape(OP, name, t, (channels,))
-        named.append((name, t))
-    _checks.check_same(OP, named)
-    return H, W
-
 
 AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "reference": _dispatch.always}
 KERNELS = {"triton": mix_conv_gelu_triton, "cpp": mix_conv_gelu_cpp}
@@ -43,7 +19,7 @@ def mix_conv_gelu(x: torch.Tensor, hw, weight3: torch.Tensor, bias3: torch.Tenso
     x: (B, N, R) with N = H*W; weight3 (R//2, 1, 3, 3), bias3 (R//2,), weight5 (R - R//2, 1, 5, 5),
     bias5 (R - R//2,). Zero padding at the image borders, exact (erf) GELU. Returns (B, N, R).
     """
-    H, W = _validate(x, hw, weight3, bias3, weight5, bias5)
+    H, W = check_inputs(x, hw, weight3, bias3, weight5, bias5)
     backend = _dispatch.choose_backend(OP, backend, (x, weight3, bias3, weight5, bias5), AVAILABLE)
     if backend == "reference":
         return mix_conv_gelu_reference(x, (H, W), weight3, bias3, weight5, bias5)

@@ -11,6 +11,8 @@ import torch.utils.flop_counter
 from torch import Tensor
 
 from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.ops import _checks
+from hrvit_kernels.ops.mixcfn import checks
 
 # Backend -> module with forward/backward; triton's is imported on first use only.
 KERNEL_MODULES = {"cpp": "hrvit_kernels.ops.mixcfn.cpu", "triton": "hrvit_kernels.ops.mixcfn.triton_kernels"}
@@ -26,21 +28,30 @@ def _define(backend: str):
     def kernels():
         return importlib.import_module(KERNEL_MODULES[backend])
 
-    @torch.library.custom_op(f"hrvit::mix_conv_gelu_{backend}", mutates_args=())
+    # The ops check their own arguments too: torch.ops exposes them without the public function.
+    op = f"hrvit::mix_conv_gelu_{backend}"
+
+    @torch.library.custom_op(op, mutates_args=())
     def fwd(x: Tensor, H: int, W: int, weight3: Tensor, bias3: Tensor, weight5: Tensor, bias5: Tensor) -> Tensor:
+        checks.check_inputs(x, (H, W), weight3, bias3, weight5, bias5, op)
+        _checks.check_kernel_device(op, backend, "x", x)
         return kernels().forward(x, H, W, weight3, bias3, weight5, bias5)
 
     @fwd.register_fake
     def _(x, H, W, weight3, bias3, weight5, bias5):
+        checks.check_inputs(x, (H, W), weight3, bias3, weight5, bias5, op)
         return x.new_empty(x.shape)
 
-    @torch.library.custom_op(f"hrvit::mix_conv_gelu_{backend}_bwd", mutates_args=())
+    @torch.library.custom_op(op + "_bwd", mutates_args=())
     def bwd(grad_out: Tensor, x: Tensor, H: int, W: int, weight3: Tensor, bias3: Tensor, weight5: Tensor,
             bias5: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, x, H, W, weight3, bias3, weight5, bias5)
+        _checks.check_kernel_device(op + "_bwd", backend, "x", x)
         return kernels().backward(grad_out, x, H, W, weight3, bias3, weight5, bias5)
 
     @bwd.register_fake
     def _(grad_out, x, H, W, weight3, bias3, weight5, bias5):
+        checks.check_op_backward_inputs(op + "_bwd", grad_out, x, H, W, weight3, bias3, weight5, bias5)
         return (x.new_empty(x.shape), torch.empty_like(weight3), torch.empty_like(bias3),
                 torch.empty_like(weight5), torch.empty_like(bias5))
 
