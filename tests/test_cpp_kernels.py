@@ -292,3 +292,39 @@ def test_resize_sum_cpp_opcheck_compile_and_macs():
     assert_compiled_matches_eager(_resize("cpp", (5, 6)), maps)
     counted = count_macs(torch.nn.Identity(), maps[0], lambda x: hk.resize_sum([x, maps[1]], (5, 6), backend="cpp"))
     assert counted.total == 4 * 2 * 5 * 6  # one map resized, fvcore's 4 per output element
+
+
+# ---------------------------------------------------------------- dynamic shapes
+
+def _dynamic_cases():
+    """(op, [(fn, inputs) at two sizes]): sizes, and the head counts derived from them, are symbolic in
+    a dynamic graph, in the public functions and in the ops' own argument checks alike."""
+    def cswin_at(H, W, C):
+        inputs = (randn(1, H * W, C, requires_grad=True), randn(1, H * W, C, requires_grad=True))
+        return (lambda q, v: hk.cswin_attention(q, v, v, (H, W), 2, 16, backend="cpp")), inputs
+
+    def mix_at(H, W, R):
+        return _mix("cpp", H, W), _mix_inputs(1, H, W, R)
+
+    def atm_at(Q, L, C):
+        return atm("cpp", C // 16), tuple(randn(1, n, C, requires_grad=True) for n in (Q, L, L))
+
+    def resize_at(h, w):
+        return _resize("cpp", (2 * h + 1, w + 3)), [randn(1, 3, h, w, requires_grad=True)]
+
+    return [("cswin_attention", [cswin_at(4, 6, 64), cswin_at(6, 5, 96)]),
+            ("mix_conv_gelu", [mix_at(4, 6, 8), mix_at(5, 3, 12)]),
+            ("attention_to_mask", [atm_at(5, 9, 32), atm_at(7, 11, 64)]),
+            ("resize_sum", [resize_at(4, 5), resize_at(6, 3)])]
+
+
+@pytest.mark.parametrize("case", range(4), ids=[name for name, _ in _dynamic_cases()])
+def test_ops_compile_with_dynamic_shapes(case):
+    torch._dynamo.reset()
+    _, sized = _dynamic_cases()[case]
+    for fn, inputs in sized:
+        compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+        outs, grads, g = forward_backward(compiled, inputs)
+        expected, expected_grads, _ = forward_backward(fn, inputs, g)
+        for actual, wanted in zip(outs + grads, expected + expected_grads):
+            torch.testing.assert_close(actual, wanted)

@@ -77,7 +77,8 @@ def check_hw(op: str, hw, num_tokens: int, arg: str = "x") -> tuple[int, int]:
 
 
 def check_positive_int(op: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    # A SymInt is an int whose value torch.compile traces symbolically (e.g. heads from a dynamic C).
+    if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or value < 1:
         raise ValueError(f"{op}: argument '{name}' must be an int >= 1, got {value!r}")
     return value
 
