@@ -39,8 +39,10 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
   const index_t blocks = (Lq + kQueryBlock - 1) / kQueryBlock;
   const int threads = num_threads > 0 ? num_threads : 1;
   const index_t groups = head_groups(s.batch, s.heads, threads), group_heads = s.heads / groups;
-  const float inv_heads = 1.0f / static_cast<float>(s.heads);
-  const std::vector<index_t> queries = iota(Lq), keys = iota(Lk);
+  const index_t tiles = group_heads * blocks;  // (head, query block) pairs of a unit, head-major
+  // The mask is the mean of the heads' natural logits; the softmax works with base-2 ones.
+  const float mask_scale = kLn2 / static_cast<float>(s.heads);
+  const std::vector<index_t> queries = iota(Lq);
   // Head group 0 writes its share of the mean logits into mask, group g > 0 into partial (B, Lq, Lk)
   // number g - 1; those are added once all units are done.
   thread_local std::vector<float> partial_sums;
@@ -50,46 +52,59 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
 #endif
   {
     AttentionScratch w;
-    // The head's keys and values packed (Lk x d): at their row stride of C in the token tensors, a
-    // head's rows fall into few cache sets and would not stay in L2 across the query blocks.
-    // maskT: the unit's logits summed over its heads, keys x queries per query block, as
-    // attend_columns produces them.
-    thread_local std::vector<float> k_rows, v_rows, mask_cols;
-    float* K = kept(k_rows, Lk * d);
-    float* V = kept(v_rows, Lk * d);
-    float* maskT = kept(mask_cols, blocks * Lk * kQueryBlock);
-    std::vector<float> QT(d * kQueryBlock), O(kQueryBlock * d), block_lse(kQueryBlock);
+    // Key blocks outer, then query blocks, then heads: a key block's rows of k and v (the group's
+    // channels, read in place at their row stride) stay in L2 while every (head, query block) tile
+    // uses them, and the head sum of a (key block, query block) tile of logits stays in L1. Each tile
+    // keeps its Q^T, its unnormalised O and its softmax statistics across the key blocks.
+    thread_local std::vector<float> q_cols, outputs;
+    float* QT = kept(q_cols, tiles * d * kQueryBlock);  // per tile: d x kQueryBlock
+    float* O = kept(outputs, tiles * kQueryBlock * d);  // per tile: kQueryBlock x d
+    std::vector<QueryBlockStats> stats(static_cast<size_t>(tiles));
+    std::vector<float> mask_sum(kKeyBlock * kQueryBlock), block_lse(kQueryBlock);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t unit = 0; unit < s.batch * groups; ++unit) {
-      const index_t b = unit / groups, g = unit % groups, h0 = g * group_heads;
-      // Heads outer, query blocks inner: each head's K and V are packed once and stay in L2.
-      for (index_t h = h0; h < h0 + group_heads; ++h) {
-        gather(k, b, keys, h * d, d, K);
-        gather(v, b, keys, h * d, d, V);
-        for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
-          const index_t m = std::min(kQueryBlock, Lq - i0);
-          // Q^T of the block and head, scaled.
-          gather_columns(q, b, queries.data() + i0, m, kQueryBlock, h * d, d, s.scale, QT.data(),
-                         kQueryBlock);
-          auto add_to_mask = [&](index_t j0, index_t n, const float* ST) {
-            float* __restrict__ dst = maskT + (i0 * Lk + j0 * kQueryBlock);
-            if (h == h0)
-              for (index_t x = 0; x < n * kQueryBlock; ++x) dst[x] = ST[x] * inv_heads;
+      const index_t b = unit / groups, g = unit % groups, c0 = g * group_heads * d;
+      float* unit_mask = (g == 0 ? mask : partial + (g - 1) * s.batch * Lq * Lk) + b * Lq * Lk;
+      for (index_t h = 0; h < group_heads; ++h)
+        for (index_t blk = 0; blk < blocks; ++blk) {
+          const index_t i0 = blk * kQueryBlock, m = std::min(kQueryBlock, Lq - i0);
+          gather_columns(q, b, queries.data() + i0, m, kQueryBlock, c0 + h * d, d, s.scale * kLog2e,
+                         QT + (h * blocks + blk) * d * kQueryBlock, kQueryBlock);
+          stats[h * blocks + blk].reset();
+        }
+      for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+        const index_t n = std::min(kKeyBlock, Lk - j0);
+        const float* k_block = k.data + b * k.sb + j0 * k.sn + c0;
+        const float* v_block = v.data + b * v.sb + j0 * v.sn + c0;
+        for (index_t blk = 0; blk < blocks; ++blk) {
+          const index_t i0 = blk * kQueryBlock;
+          for (index_t h = 0; h < group_heads; ++h) {
+            const index_t tile = h * blocks + blk;
+            const float *tile_q = QT + tile * d * kQueryBlock, *k_head = k_block + h * d, *v_head = v_block + h * d;
+            float* tile_out = O + tile * kQueryBlock * d;
+            if (h == 0)
+              attend_key_block<true, LogitSum::kSet>(tile_q, k_head, k.sn, v_head, v.sn, n, d, j0 == 0, stats[tile],
+                                                     w.S.data(), tile_out, mask_sum.data());
             else
-              for (index_t x = 0; x < n * kQueryBlock; ++x) dst[x] += ST[x] * inv_heads;
-          };
-          attend_columns<true>(QT.data(), K, d, V, d, Lk, d, w, O.data(), block_lse.data(), add_to_mask);
-          for (index_t i = 0; i < m; ++i) {
-            copy_row(O.data() + i * d, d, out + (b * Lq + i0 + i) * C + h * d);
-            lse[(b * s.heads + h) * Lq + i0 + i] = block_lse[i];
+              attend_key_block<true, LogitSum::kAdd>(tile_q, k_head, k.sn, v_head, v.sn, n, d, j0 == 0, stats[tile],
+                                                     w.S.data(), tile_out, mask_sum.data());
           }
+          transpose(n, std::min(kQueryBlock, Lq - i0), mask_sum.data(), kQueryBlock, unit_mask + i0 * Lk + j0,
+                    Lk, mask_scale);
         }
       }
-      float* dst = (g == 0 ? mask : partial + (g - 1) * s.batch * Lq * Lk) + b * Lq * Lk;
-      for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock)
-        transpose(Lk, std::min(kQueryBlock, Lq - i0), maskT + i0 * Lk, kQueryBlock, dst + i0 * Lk, Lk);
+      for (index_t h = 0; h < group_heads; ++h)
+        for (index_t blk = 0; blk < blocks; ++blk) {
+          const index_t tile = h * blocks + blk, i0 = blk * kQueryBlock, head = g * group_heads + h;
+          float* tile_out = O + tile * kQueryBlock * d;
+          finish_query_block<true>(stats[tile], d, tile_out, block_lse.data());
+          for (index_t i = 0; i < std::min(kQueryBlock, Lq - i0); ++i) {
+            copy_row(tile_out + i * d, d, out + (b * Lq + i0 + i) * C + c0 + h * d);
+            lse[(b * s.heads + head) * Lq + i0 + i] = block_lse[i];
+          }
+        }
     }
     if (groups > 1) {
 #ifdef _OPENMP

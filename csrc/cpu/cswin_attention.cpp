@@ -97,15 +97,13 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
       }
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
-        // Q^T of the block, scaled: logits = (scale q) k^T.
-        gather_columns(q, u.batch, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale, QT.data(),
+        // Q^T of the block, scaled: base-2 logits = (scale log2(e) q) k^T.
+        gather_columns(q, u.batch, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(),
                        kQueryBlock);
         if (value_rows)
-          attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data(),
-                               kNoHook);
+          attend_columns<true>(QT.data(), K.data(), d, values, d, L, d, w, O.data(), block_lse.data());
         else
-          attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data(),
-                                kNoHook);
+          attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data());
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
           float* dst = out + (u.batch * N + t) * C + c0;

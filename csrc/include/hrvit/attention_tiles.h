@@ -63,68 +63,96 @@ inline void scale_queries(float* O, index_t d, const vecf* f) {
   }
 }
 
-// One head's attention for a block of kQueryBlock queries against Lk keys (online softmax).
-// QT: d x kQueryBlock (scaled; columns past the real queries may hold anything finite), K: Lk x d
-// (row stride ld_k). Values V^T: d x Lk (row stride ld_v), output O^T: d x kQueryBlock, normalised;
-// or with ValueRows, V: Lk x d (row stride ld_v) and O: kQueryBlock x d, which reads V straight from
-// a token tensor (no transpose) at the same tile shapes when d is whole vectors. Writes lse
-// (kQueryBlock). on_logits(j0, n, ST) sees each key block's scaled logits S^T (n x kQueryBlock)
-// before the softmax.
-template <bool ValueRows = false, typename OnLogits>
-void attend_columns(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v,
-                    index_t Lk, index_t d, AttentionScratch& w, float* O, float* lse, OnLogits on_logits) {
-  constexpr index_t kVecs = kQueryBlock / kLanes;
+// Running softmax statistics of a block of kQueryBlock queries, in base 2: the largest logit seen so
+// far and the sum of 2^(logit - max) over the keys seen.
+struct QueryBlockStats {
+  static constexpr index_t kVecs = kQueryBlock / kLanes;
   static_assert(kQueryBlock % kLanes == 0, "a query block is whole vectors");
-  vecf mx[kVecs], l[kVecs];
-  for (index_t t = 0; t < kVecs; ++t) {
-    mx[t] = vecf{} - std::numeric_limits<float>::infinity();
-    l[t] = vecf{};
-  }
-  float* ST = w.S.data();  // n x kQueryBlock
-  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
-    const index_t n = std::min(kKeyBlock, Lk - j0);
-    gemm_set(n, kQueryBlock, d, K + j0 * ld_k, ld_k, QT, kQueryBlock, ST, kQueryBlock);
-    on_logits(j0, n, static_cast<const float*>(ST));
-    vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
-    for (index_t t = 0; t < kVecs; ++t) new_max[t] = mx[t];
-    for (index_t r = 0; r < n; ++r)
-      for (index_t t = 0; t < kVecs; ++t) {
-        const vecf x = load(ST + r * kQueryBlock + kLanes * t);
-        new_max[t] = x > new_max[t] ? x : new_max[t];
-      }
+  vecf max[kVecs], sum[kVecs];
+  void reset() {
     for (index_t t = 0; t < kVecs; ++t) {
-      alpha[t] = exp_approx(mx[t] - new_max[t]);  // 0 on the first block (mx = -inf)
+      max[t] = vecf{} - std::numeric_limits<float>::infinity();
       sum[t] = vecf{};
     }
-    for (index_t r = 0; r < n; ++r)
-      for (index_t t = 0; t < kVecs; ++t) {
-        const vecf p = exp_approx(load(ST + r * kQueryBlock + kLanes * t) - new_max[t]);
-        store(ST + r * kQueryBlock + kLanes * t, p);
-        sum[t] += p;
-      }
-    for (index_t t = 0; t < kVecs; ++t) {
-      l[t] = l[t] * alpha[t] + sum[t];
-      mx[t] = new_max[t];
-    }
-    // The first key block sets O; later ones rescale it to the new maxima and add to it.
-    if (j0 > 0) scale_queries<ValueRows>(O, d, alpha);
-    if constexpr (ValueRows) {
-      if (j0 == 0)
-        gemm_set_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
-      else
-        gemm_acc_at<kQueryBlock>(d, n, ST, kQueryBlock, V + j0 * ld_v, ld_v, O, d);
-    } else if (j0 == 0) {
-      gemm_set(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
-    } else {
-      gemm_acc(d, kQueryBlock, n, V + j0, ld_v, ST, kQueryBlock, O, kQueryBlock);
-    }
   }
-  vecf inv[kVecs];
+};
+
+// One key block of one head's attention for a block of kQueryBlock queries (an online-softmax step).
+// QT: d x kQueryBlock, scaled by the softmax scale times log2 e, so that the logits are in base 2
+// (see exp2_approx; columns past the real queries may hold anything finite), K: n x d
+// (row stride ld_k), n <= kKeyBlock. Values V^T: d x n (row stride ld_v), output O^T: d x kQueryBlock;
+// or with ValueRows, V: n x d (row stride ld_v) and O: kQueryBlock x d, which reads V straight from
+// a token tensor (no transpose) at the same tile shapes when d is whole vectors. The first key block
+// (first = true, stats reset) sets O, later ones rescale it and add to it; O stays unnormalised until
+// finish_query_block. With Sum set, the block's base-2 logits S^T (n x kQueryBlock) are also written
+// to (kSet) or added to (kAdd) logit_sum, by the pass that finds their maxima.
+enum class LogitSum { kNone, kSet, kAdd };
+template <bool ValueRows, LogitSum Sum = LogitSum::kNone>
+void attend_key_block(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v, index_t n,
+                      index_t d, bool first, QueryBlockStats& stats, float* scratch, float* O,
+                      float* logit_sum = nullptr) {
+  constexpr index_t kVecs = QueryBlockStats::kVecs;
+  float* ST = scratch;  // n x kQueryBlock
+  gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, ST, kQueryBlock);
+  vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
+  for (index_t t = 0; t < kVecs; ++t) new_max[t] = stats.max[t];
+  for (index_t r = 0; r < n; ++r)
+    for (index_t t = 0; t < kVecs; ++t) {
+      const index_t at = r * kQueryBlock + kLanes * t;
+      const vecf x = load(ST + at);
+      new_max[t] = x > new_max[t] ? x : new_max[t];
+      if constexpr (Sum == LogitSum::kSet) store(logit_sum + at, x);
+      if constexpr (Sum == LogitSum::kAdd) store(logit_sum + at, load(logit_sum + at) + x);
+    }
   for (index_t t = 0; t < kVecs; ++t) {
-    inv[t] = 1.0f / l[t];
-    for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = mx[t][j] + std::log(l[t][j]);
+    alpha[t] = exp2_approx(stats.max[t] - new_max[t]);  // 0 on the first block (max = -inf)
+    sum[t] = vecf{};
+  }
+  for (index_t r = 0; r < n; ++r)
+    for (index_t t = 0; t < kVecs; ++t) {
+      const vecf p = exp2_approx(load(ST + r * kQueryBlock + kLanes * t) - new_max[t]);
+      store(ST + r * kQueryBlock + kLanes * t, p);
+      sum[t] += p;
+    }
+  for (index_t t = 0; t < kVecs; ++t) {
+    stats.sum[t] = stats.sum[t] * alpha[t] + sum[t];
+    stats.max[t] = new_max[t];
+  }
+  if (!first) scale_queries<ValueRows>(O, d, alpha);
+  if constexpr (ValueRows) {
+    if (first)
+      gemm_set_at<kQueryBlock>(d, n, ST, kQueryBlock, V, ld_v, O, d);
+    else
+      gemm_acc_at<kQueryBlock>(d, n, ST, kQueryBlock, V, ld_v, O, d);
+  } else if (first) {
+    gemm_set(d, kQueryBlock, n, V, ld_v, ST, kQueryBlock, O, kQueryBlock);
+  } else {
+    gemm_acc(d, kQueryBlock, n, V, ld_v, ST, kQueryBlock, O, kQueryBlock);
+  }
+}
+
+// Normalises the O of attend_key_block and writes each query's natural log-sum-exp (kQueryBlock).
+template <bool ValueRows>
+void finish_query_block(const QueryBlockStats& stats, index_t d, float* O, float* lse) {
+  vecf inv[QueryBlockStats::kVecs];
+  for (index_t t = 0; t < QueryBlockStats::kVecs; ++t) {
+    inv[t] = 1.0f / stats.sum[t];
+    for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = kLn2 * (stats.max[t][j] + std::log2(stats.sum[t][j]));
   }
   scale_queries<ValueRows>(O, d, inv);
+}
+
+// One head's attention for a block of kQueryBlock queries against all Lk keys, one key block at a
+// time (see attend_key_block; QT in base 2, V^T d x Lk). Writes the normalised O and lse.
+template <bool ValueRows = false>
+void attend_columns(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v,
+                    index_t Lk, index_t d, AttentionScratch& w, float* O, float* lse) {
+  QueryBlockStats stats;
+  stats.reset();
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock)
+    attend_key_block<ValueRows>(QT, K + j0 * ld_k, ld_k, V + (ValueRows ? j0 * ld_v : j0), ld_v,
+                                std::min(kKeyBlock, Lk - j0), d, j0 == 0, stats, w.S.data(), O);
+  finish_query_block<ValueRows>(stats, d, O, lse);
 }
 
 // Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved

@@ -120,6 +120,42 @@ inline vec16f exp_approx(vec16f x) {
 }
 #endif
 
+// 2^r for |r| <= 1/2: a degree-5 polynomial fitted for least relative error, at most 2.2e-7.
+template <typename T>
+inline T exp2_of_remainder(T r) {
+  T p = T{} + 1.3266970636e-3f;
+  p = p * r + 9.6754599362e-3f;
+  p = p * r + 5.5507425219e-2f;
+  p = p * r + 2.4022121727e-1f;
+  p = p * r + 6.9314694405e-1f;
+  return p * r + 1.0000001192f;
+}
+
+// 2^x, as exp_approx but with no change of base: r = x - n is exact, which saves the multiply by
+// log2 e and the two-part subtraction of n ln 2. The attention kernels' softmax works in base 2
+// (its logits scaled by log2 e) for this. Inputs below -126 give 2^-126, above 127 saturate; NaN
+// passes through.
+template <typename T>
+inline T exp2_approx(T x) {
+  const T lo = T{} - 126.0f, hi = T{} + 127.0f;
+  x = x < lo ? lo : (x > hi ? hi : x);
+  const T n = (x + 12582912.0f) - 12582912.0f;
+  return exp2_of_remainder(x - n) * pow2_of_integer(n);
+}
+
+#if defined(__AVX512F__)
+// With AVX-512: 9 vector operations. vscalefps gives 0 for n below -149 and inf above 127, so only
+// -inf needs a clamp (-inf - -inf would be NaN); max(lo, x) returns x when x is NaN.
+inline vec16f exp2_approx(vec16f x) {
+  x = (vec16f)_mm512_max_ps(_mm512_set1_ps(-150.0f), (__m512)x);
+  const vec16f n = (vec16f)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return (vec16f)_mm512_scalef_ps((__m512)exp2_of_remainder(x - n), (__m512)n);
+}
+#endif
+
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.69314718055994531f;
+
 // The standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 and density phi(x), branch-free.
 // erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7); exp(-x^2/2) is shared by both.
 struct NormalCdfPdf {
