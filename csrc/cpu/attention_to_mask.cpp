@@ -181,7 +181,7 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
             for (index_t x = 0; x < kQueryBlock; ++x) dST[r * kQueryBlock + x] += g[x] * inv_heads;
           }
         };
-        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock);
+        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock, kLog2e);
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,

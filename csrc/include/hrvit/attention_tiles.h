@@ -156,8 +156,9 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
 }
 
 // Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved
-// log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
-// (kQueryBlock x d rows), Q scaled; padding columns / rows are zero, with lse and D (kQueryBlock) zero
+// natural log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
+// (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits, as in attend_key_block);
+// padding columns / rows are zero, with lse and D (kQueryBlock) zero
 // there too, so they add nothing. K, V: Lk x d rows. Accumulates dQT (d x kQueryBlock; the caller
 // multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already the left
 // operands of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T:
@@ -171,7 +172,7 @@ void attend_columns_backward(const float* QT, const float* Q, const float* dOT, 
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {
-    row_lse[t] = load(lse + kLanes * t);
+    row_lse[t] = load(lse + kLanes * t) * kLog2e;
     row_D[t] = load(D + kLanes * t);
   }
   float* PT = w.S.data();    // n x kQueryBlock: logits, then probabilities
@@ -183,7 +184,7 @@ void attend_columns_backward(const float* QT, const float* Q, const float* dOT, 
     for (index_t r = 0; r < n; ++r)
       for (index_t t = 0; t < kVecs; ++t) {
         const index_t x = r * kQueryBlock + kLanes * t;
-        const vecf p = exp_approx(load(PT + x) - row_lse[t]);
+        const vecf p = exp2_approx(load(PT + x) - row_lse[t]);
         store(PT + x, p);
         store(dST + x, p * (load(dST + x) - row_D[t]));
       }
