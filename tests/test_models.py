@@ -1,5 +1,6 @@
 """HRViT b1/b2/b3 and the SegFormer segmentors: keys, shapes, parameter counts, multiply-adds, odd input
 sizes, configuration, gradient checkpointing, and agreement between backends."""
+import copy
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,11 @@ def test_des_dense_form_equals_the_factored_form(channels):
 @pytest.mark.parametrize("training", [False, True])
 def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(training):
     """Outside the reference backend the attention block sums into the conv path in place and folds eval
-    BatchNorm into the output projection; outputs and all gradients must equal the release's sequence."""
+    BatchNorm into the output projection; outputs and all gradients must equal the release's sequence.
+
+    Gradients are checked against the release sequence in float64: each must be about as close to it as
+    the float32 release sequence is. (In training the output projection's bias gradient is zero in exact
+    arithmetic, as BatchNorm follows: in float32 it is pure rounding, ~3e-4, in either backend.)"""
     torch.manual_seed(0)
     attn = hk.modules.HRViTAttention(64, head_dim=32, stripe_width=2).train(training)
     with torch.no_grad():  # the release initialises attn_bn to zero: make it non-trivial
@@ -236,14 +241,21 @@ def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(tr
         attn.attn_bn.running_var.uniform_(0.5, 2.0)
     x = randn(2, 35, 64).requires_grad_()
     weights = torch.linspace(-1, 1, x.numel()).view_as(x)
-    results = []
-    for backend in ("reference", "auto"):
+
+    def run(module, backend, dtype):
+        inp = x.detach().to(dtype).requires_grad_()
         with hk.use_backend(backend):
-            out = attn(x, 5, 7)
-        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *attn.parameters()])))
-    (expected, expected_grads), (actual, actual_grads) = results
+            out = module(inp, 5, 7)
+        return out, torch.autograd.grad((out * weights.to(dtype)).sum(), [inp, *module.parameters()])
+
+    exact, exact_grads = run(copy.deepcopy(attn).double(), "reference", torch.float64)
+    expected, expected_grads = run(attn, "reference", torch.float32)
+    actual, actual_grads = run(attn, "auto", torch.float32)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
-    for a, e in zip(actual_grads, expected_grads):
-        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+    names = ["x"] + [name for name, _ in attn.named_parameters()]
+    for name, a, e, g in zip(names, actual_grads, expected_grads, exact_grads):
+        error, reference_error = (a.double() - g).abs().max(), (e.double() - g).abs().max()
+        assert error <= 4 * reference_error + 1e-6 * g.abs().max(), (
+            f"grad of {name}: max error {error:.2e} against float64, the float32 reference's {reference_error:.2e}")
     with torch.no_grad(), hk.use_backend("auto"):  # the in-place Hardswish path
         torch.testing.assert_close(attn(x, 5, 7), expected, atol=1e-5, rtol=1e-4)

@@ -105,7 +105,7 @@ void attend_key_block(const float* QT, const float* K, index_t ld_k, const float
       if constexpr (Sum == LogitSum::kAdd) store(logit_sum + at, load(logit_sum + at) + x);
     }
   for (index_t t = 0; t < kVecs; ++t) {
-    alpha[t] = exp2_approx(stats.max[t] - new_max[t]);  // 0 on the first block (max = -inf)
+    alpha[t] = exp2_approx(stats.max[t] - new_max[t]);  // ~0 on the first block (max = -inf)
     sum[t] = vecf{};
   }
   for (index_t r = 0; r < n; ++r)
@@ -157,13 +157,12 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
 
 // Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved
 // natural log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
-// (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits, as in attend_key_block);
-// padding columns / rows are zero, with lse and D (kQueryBlock) zero
-// there too, so they add nothing. K, V: Lk x d rows. Accumulates dQT (d x kQueryBlock; the caller
-// multiplies by the scale), dK and dV (Lk x d). In this layout P^T and dS^T are already the left
-// operands of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T:
-// no transposes. on_dlogits(j0, n, dST) may add to each key block's logit gradient dS^T
-// (n x kQueryBlock).
+// (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits, as in attend_key_block); padding
+// columns / rows are zero, with lse and D (kQueryBlock) zero there too, so they add nothing. K, V: Lk x d
+// rows. Accumulates dQT (d x kQueryBlock; the caller multiplies by the scale), dK and dV (Lk x d). In
+// this layout P^T and dS^T are already the left operands of dV += P^T dO and dK += dS^T Q, and K is the
+// transposed left operand of dQ^T += K^T dS^T: no transposes. on_dlogits(j0, n, dST) may add to each key
+// block's logit gradient dS^T (n x kQueryBlock).
 template <typename OnDLogits>
 void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
                              const float* lse, const float* D, const float* K, const float* V, index_t Lk,
