@@ -127,7 +127,7 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
                                 int num_threads) {
   const index_t d = s.channels / s.heads, Lq = s.queries, Lk = s.keys, C = s.channels;
   const index_t padded = (Lq + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
-  const std::vector<index_t> queries = iota(Lq), keys = iota(Lk);
+  const std::vector<index_t> queries = iota(Lq);
   const float inv_heads = 1.0f / static_cast<float>(s.heads);
   // The mask is the mean of the heads' logits, so each head's logits get grad_mask / heads; stored
   // transposed (B, Lk, padded queries, zero past Lq) to match the keys x queries blocks.
@@ -148,54 +148,60 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
 #endif
   {
     AttentionScratch w;
-    // Query-side rows padded with zero rows to whole blocks (see attend_columns_backward).
+    // Key blocks outer, query blocks inner: a key block's rows of k and v (read in place at their row
+    // stride) and its dK and dV (kKeyBlock x d) stay in cache while every query block passes over them;
+    // the query side of the unit's head (rows padded with zero rows to whole blocks, see
+    // attend_key_block_backward) stays in L2.
     std::vector<float> Q(padded * d), O(padded * d), dO(padded * d), D(padded), row_lse(padded);
-    std::vector<float> QT(d * kQueryBlock), dOT(d * kQueryBlock), dQT(d * kQueryBlock), dQ(kQueryBlock * d);
-    // Key-side rows of the unit's head, kept between calls (their size is that of the inputs).
-    thread_local std::vector<float> k_rows, v_rows, dk_rows, dv_rows;
-    float* K = kept(k_rows, Lk * d);
-    float* V = kept(v_rows, Lk * d);
-    float* dK = kept(dk_rows, Lk * d);
-    float* dV = kept(dv_rows, Lk * d);
+    std::vector<float> QT(padded * d), dOT(padded * d), dQT(padded * d), dQ(kQueryBlock * d);
+    std::vector<float> dK(kKeyBlock * d), dV(kKeyBlock * d);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t unit = 0; unit < s.batch * s.heads; ++unit) {
       const index_t b = unit / s.heads, h = unit % s.heads, c0 = h * d;
-      for (auto* buf : {&Q, &O, &dO, &D, &row_lse}) std::fill(buf->begin(), buf->end(), 0.0f);
+      for (auto* buf : {&Q, &O, &dO, &D, &row_lse, &dQT}) std::fill(buf->begin(), buf->end(), 0.0f);
       gather(q, b, queries, c0, d, Q.data());
       for (float& x : Q) x *= s.scale;
-      gather(k, b, keys, c0, d, K);
-      gather(v, b, keys, c0, d, V);
       gather(out, b, queries, c0, d, O.data());
       gather(grad_out, b, queries, c0, d, dO.data());
       row_dots(dO.data(), O.data(), Lq, d, D.data());
       std::copy(lse + (b * s.heads + h) * Lq, lse + (b * s.heads + h + 1) * Lq, row_lse.begin());
-      std::fill(dK, dK + Lk * d, 0.0f);
-      std::fill(dV, dV + Lk * d, 0.0f);
+      // Per query block: Q^T (base-2 logits) and dO^T, d x kQueryBlock.
       for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
-        auto add_mask_grad = [&](index_t j0, index_t n, float* __restrict__ dST) {
-          if (!grad_mask) return;
-          for (index_t r = 0; r < n; ++r) {
-            const float* __restrict__ g = grad_maskT + (b * Lk + j0 + r) * padded + i0;
-            for (index_t x = 0; x < kQueryBlock; ++x) dST[r * kQueryBlock + x] += g[x] * inv_heads;
-          }
-        };
-        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock, kLog2e);
-        transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
-        std::fill(dQT.begin(), dQT.end(), 0.0f);
-        attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
-                                row_lse.data() + i0, D.data() + i0, K, V, Lk, d, w, dQT.data(), dK, dV,
-                                add_mask_grad);
-        transpose(d, kQueryBlock, dQT.data(), kQueryBlock, dQ.data(), d, s.scale);
-        for (index_t i = 0; i < std::min(kQueryBlock, Lq - i0); ++i)
-          copy_row(dQ.data() + i * d, d, grad_q + (b * Lq + i0 + i) * C + c0);
+        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data() + i0 * d, kQueryBlock, kLog2e);
+        transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data() + i0 * d, kQueryBlock);
       }
-      for (index_t j = 0; j < Lk; ++j) {
-        copy_row(dK + j * d, d, grad_k + (b * Lk + j) * C + c0);
-        copy_row(dV + j * d, d, grad_v + (b * Lk + j) * C + c0);
+      for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+        const index_t n = std::min(kKeyBlock, Lk - j0);
+        const float *k_block = k.data + b * k.sb + j0 * k.sn + c0, *v_block = v.data + b * v.sb + j0 * v.sn + c0;
+        std::fill(dK.begin(), dK.end(), 0.0f);
+        std::fill(dV.begin(), dV.end(), 0.0f);
+        for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
+          auto add_mask_grad = [&](float* __restrict__ dST) {
+            if (!grad_mask) return;
+            for (index_t r = 0; r < n; ++r) {
+              const float* __restrict__ g = grad_maskT + (b * Lk + j0 + r) * padded + i0;
+              for (index_t x = 0; x < kQueryBlock; ++x) dST[r * kQueryBlock + x] += g[x] * inv_heads;
+            }
+          };
+          attend_key_block_backward(QT.data() + i0 * d, Q.data() + i0 * d, dOT.data() + i0 * d,
+                                    dO.data() + i0 * d, row_lse.data() + i0, D.data() + i0, k_block, k.sn,
+                                    v_block, v.sn, n, d, w, dQT.data() + i0 * d, dK.data(), dV.data(),
+                                    add_mask_grad);
+        }
+        for (index_t r = 0; r < n; ++r) {
+          write_row(dK.data() + r * d, d, grad_k + (b * Lk + j0 + r) * C + c0);
+          write_row(dV.data() + r * d, d, grad_v + (b * Lk + j0 + r) * C + c0);
+        }
+      }
+      for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
+        transpose(d, kQueryBlock, dQT.data() + i0 * d, kQueryBlock, dQ.data(), d, s.scale);
+        for (index_t i = 0; i < std::min(kQueryBlock, Lq - i0); ++i)
+          write_row(dQ.data() + i * d, d, grad_q + (b * Lq + i0 + i) * C + c0);
       }
     }
+    stores_done();
   }
 }
 

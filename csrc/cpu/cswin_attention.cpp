@@ -57,8 +57,6 @@ index_t lse_row(const StripeShape& s, const Unit& u) {
   return (u.batch * 2 * s.heads + u.half * s.heads + u.head) * s.height * s.width;
 }
 
-const auto kNoHook = [](auto...) {};
-
 }  // namespace
 
 void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
@@ -162,19 +160,20 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,
                                 row_lse.data() + i0, D.data() + i0, K.data(), V, L, d, w,
-                                dQT.data(), dK.data(), dV.data(), kNoHook);
+                                dQT.data(), dK.data(), dV.data());
         transpose(d, kQueryBlock, dQT.data(), kQueryBlock, dQ.data(), d, s.scale);
         for (index_t i = 0; i < std::min(kQueryBlock, L - i0); ++i)
-          copy_row(dQ.data() + i * d, d, grad_q + (u.batch * N + tokens[i0 + i]) * C + c0);
+          write_row(dQ.data() + i * d, d, grad_q + (u.batch * N + tokens[i0 + i]) * C + c0);
       }
       if (kv_aliased)
         for (index_t x = 0; x < L * d; ++x) dV[x] += dK[x];
       for (index_t i = 0; i < L; ++i) {
         const index_t row = (u.batch * N + tokens[i]) * C + c0;
-        copy_row(dV.data() + i * d, d, grad_v + row);
-        if (!kv_aliased) copy_row(dK.data() + i * d, d, grad_k + row);
+        write_row(dV.data() + i * d, d, grad_v + row);
+        if (!kv_aliased) write_row(dK.data() + i * d, d, grad_k + row);
       }
     }
+    stores_done();
   }
 }
 

@@ -155,19 +155,19 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
   finish_query_block<ValueRows>(stats, d, O, lse);
 }
 
-// Gradients of attend_columns for one block of kQueryBlock query columns (flash-style, from the saved
-// natural log-sum-exp). The block's queries come both ways: QT and dOT (d x kQueryBlock) and Q and dO
-// (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits, as in attend_key_block); padding
-// columns / rows are zero, with lse and D (kQueryBlock) zero there too, so they add nothing. K, V: Lk x d
-// rows. Accumulates dQT (d x kQueryBlock; the caller multiplies by the scale), dK and dV (Lk x d). In
-// this layout P^T and dS^T are already the left operands of dV += P^T dO and dK += dS^T Q, and K is the
-// transposed left operand of dQ^T += K^T dS^T: no transposes. on_dlogits(j0, n, dST) may add to each key
-// block's logit gradient dS^T (n x kQueryBlock).
+// Gradients of attend_key_block for one block of kQueryBlock query columns and one block of n <=
+// kKeyBlock keys (flash-style, from the saved natural log-sum-exp). The queries come both ways: QT and dOT
+// (d x kQueryBlock) and Q and dO (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits,
+// as in attend_key_block); padding columns / rows are zero, with lse and D (kQueryBlock) zero there too,
+// so they add nothing. K, V: n x d rows (row strides ld_k, ld_v). Accumulates dQT (d x kQueryBlock; the caller
+// multiplies by the scale), dK and dV (n x d). In this layout P^T and dS^T are already the left operands
+// of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T: no
+// transposes. on_dlogits(dST) may add to the logit gradient dS^T (n x kQueryBlock) before it is used.
 template <typename OnDLogits>
-void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
-                             const float* lse, const float* D, const float* K, const float* V, index_t Lk,
-                             index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV,
-                             OnDLogits on_dlogits) {
+void attend_key_block_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
+                               const float* lse, const float* D, const float* K, index_t ld_k, const float* V,
+                               index_t ld_v, index_t n, index_t d, AttentionScratch& w, float* dQT, float* dK,
+                               float* dV, OnDLogits on_dlogits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {
@@ -176,22 +176,28 @@ void attend_columns_backward(const float* QT, const float* Q, const float* dOT, 
   }
   float* PT = w.S.data();    // n x kQueryBlock: logits, then probabilities
   float* dST = w.dP.data();  // n x kQueryBlock: dP^T = V dO^T, then dS^T
-  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
-    const index_t n = std::min(kKeyBlock, Lk - j0);
-    gemm_set(n, kQueryBlock, d, K + j0 * d, d, QT, kQueryBlock, PT, kQueryBlock);
-    gemm_set(n, kQueryBlock, d, V + j0 * d, d, dOT, kQueryBlock, dST, kQueryBlock);
-    for (index_t r = 0; r < n; ++r)
-      for (index_t t = 0; t < kVecs; ++t) {
-        const index_t x = r * kQueryBlock + kLanes * t;
-        const vecf p = exp2_approx(load(PT + x) - row_lse[t]);
-        store(PT + x, p);
-        store(dST + x, p * (load(dST + x) - row_D[t]));
-      }
-    on_dlogits(j0, n, dST);
-    gemm_acc(n, d, kQueryBlock, PT, kQueryBlock, dO, d, dV + j0 * d, d);
-    gemm_acc(n, d, kQueryBlock, dST, kQueryBlock, Q, d, dK + j0 * d, d);
-    gemm_acc_at(d, kQueryBlock, n, K + j0 * d, d, dST, kQueryBlock, dQT, kQueryBlock);  // dQ^T += K^T dS^T
-  }
+  gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, PT, kQueryBlock);
+  gemm_set(n, kQueryBlock, d, V, ld_v, dOT, kQueryBlock, dST, kQueryBlock);
+  for (index_t r = 0; r < n; ++r)
+    for (index_t t = 0; t < kVecs; ++t) {
+      const index_t x = r * kQueryBlock + kLanes * t;
+      const vecf p = exp2_approx(load(PT + x) - row_lse[t]);
+      store(PT + x, p);
+      store(dST + x, p * (load(dST + x) - row_D[t]));
+    }
+  on_dlogits(dST);
+  gemm_acc(n, d, kQueryBlock, PT, kQueryBlock, dO, d, dV, d);
+  gemm_acc(n, d, kQueryBlock, dST, kQueryBlock, Q, d, dK, d);
+  gemm_acc_at(d, kQueryBlock, n, K, ld_k, dST, kQueryBlock, dQT, kQueryBlock);  // dQ^T += K^T dS^T
+}
+
+// The same against all Lk keys (K, V, dK, dV: Lk x d rows), one key block at a time.
+inline void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
+                                    const float* lse, const float* D, const float* K, const float* V, index_t Lk,
+                                    index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV) {
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock)
+    attend_key_block_backward(QT, Q, dOT, dO, lse, D, K + j0 * d, d, V + j0 * d, d, std::min(kKeyBlock, Lk - j0),
+                              d, w, dQT, dK + j0 * d, dV + j0 * d, [](float*) {});
 }
 
 // D[i] = sum_c dO[i][c] * O[i][c] for L rows of d.
