@@ -40,13 +40,14 @@ inline void gather_columns(TokenTensor t, index_t batch, const index_t* tokens, 
   }
 }
 
-// Scratch of one thread for the two functions below: one key block x query block tile each.
+// Scratch of one thread for attend_key_block and attend_key_block_backward: one key block x query
+// block tile each.
 struct AttentionScratch {
   std::vector<float> S = std::vector<float>(kKeyBlock * kQueryBlock);
   std::vector<float> dP = std::vector<float>(kKeyBlock * kQueryBlock);
 };
 
-// out[i][:] *= f[i] for the kQueryBlock queries of an attend_columns output: O^T (d x kQueryBlock)
+// out[i][:] *= f[i] for the kQueryBlock queries of an attend_key_block output: O^T (d x kQueryBlock)
 // or, with ValueRows, O (kQueryBlock x d).
 template <bool ValueRows>
 inline void scale_queries(float* O, index_t d, const vecf* f) {
