@@ -167,9 +167,10 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
       gather(grad_out, b, queries, c0, d, dO.data());
       row_dots(dO.data(), O.data(), Lq, d, D.data());
       std::copy(lse + (b * s.heads + h) * Lq, lse + (b * s.heads + h + 1) * Lq, row_lse.begin());
-      // Per query block: Q^T (base-2 logits) and dO^T, d x kQueryBlock.
+      // Per query block: Q^T as the forward built it (base-2 logits, the same rounding) and dO^T.
       for (index_t i0 = 0; i0 < Lq; i0 += kQueryBlock) {
-        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data() + i0 * d, kQueryBlock, kLog2e);
+        gather_columns(q, b, queries.data() + i0, std::min(kQueryBlock, Lq - i0), kQueryBlock, c0, d,
+                       s.scale * kLog2e, QT.data() + i0 * d, kQueryBlock);
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data() + i0 * d, kQueryBlock);
       }
       for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {

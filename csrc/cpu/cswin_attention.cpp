@@ -155,7 +155,9 @@ void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k
       row_dots(dO.data(), O.data(), L, d, D.data());
       for (index_t i = 0; i < L; ++i) row_lse[i] = lse[lse_row(s, u) + tokens[i]];
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
-        transpose(kQueryBlock, d, Q.data() + i0 * d, d, QT.data(), kQueryBlock, kLog2e);
+        // Q^T as the forward built it (base-2 logits, the same rounding).
+        gather_columns(q, u.batch, tokens.data() + i0, std::min(kQueryBlock, L - i0), kQueryBlock, c0, d,
+                       s.scale * kLog2e, QT.data(), kQueryBlock);
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         attend_columns_backward(QT.data(), Q.data() + i0 * d, dOT.data(), dO.data() + i0 * d,

@@ -132,13 +132,14 @@ void attend_key_block(const float* QT, const float* K, index_t ld_k, const float
   }
 }
 
-// Normalises the O of attend_key_block and writes each query's natural log-sum-exp (kQueryBlock).
+// Normalises the O of attend_key_block and writes each query's log-sum-exp in base 2 (kQueryBlock):
+// log2 of the sum of 2^logit over the keys, for the base-2 logits.
 template <bool ValueRows>
 void finish_query_block(const QueryBlockStats& stats, index_t d, float* O, float* lse) {
   vecf inv[QueryBlockStats::kVecs];
   for (index_t t = 0; t < QueryBlockStats::kVecs; ++t) {
     inv[t] = 1.0f / stats.sum[t];
-    for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = kLn2 * (stats.max[t][j] + std::log2(stats.sum[t][j]));
+    for (index_t j = 0; j < kLanes; ++j) lse[kLanes * t + j] = stats.max[t][j] + std::log2(stats.sum[t][j]);
   }
   scale_queries<ValueRows>(O, d, inv);
 }
@@ -157,13 +158,16 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
 }
 
 // Gradients of attend_key_block for one block of kQueryBlock query columns and one block of n <=
-// kKeyBlock keys (flash-style, from the saved natural log-sum-exp). The queries come both ways: QT and dOT
-// (d x kQueryBlock) and Q and dO (kQueryBlock x d rows), Q scaled and QT = log2(e) Q^T (base-2 logits,
-// as in attend_key_block); padding columns / rows are zero, with lse and D (kQueryBlock) zero there too,
-// so they add nothing. K, V: n x d rows (row strides ld_k, ld_v). Accumulates dQT (d x kQueryBlock; the caller
-// multiplies by the scale), dK and dV (n x d). In this layout P^T and dS^T are already the left operands
-// of dV += P^T dO and dK += dS^T Q, and K is the transposed left operand of dQ^T += K^T dS^T: no
-// transposes. on_dlogits(dST) may add to the logit gradient dS^T (n x kQueryBlock) before it is used.
+// kKeyBlock keys (flash-style, from the saved base-2 log-sum-exp of finish_query_block). The queries come
+// both ways: QT and dOT (d x kQueryBlock) and Q and dO (kQueryBlock x d rows), Q scaled, and QT scaled
+// times log2 e exactly as the forward built it (the same rounding, so that the logits agree with the
+// saved lse bit for bit: with logits in the hundreds, an lse converted between bases loses enough to make
+// the gradients several times less accurate than the reference's); padding columns / rows are zero, with
+// lse and D (kQueryBlock) zero there too, so they add nothing. K, V: n x d rows (row strides ld_k, ld_v).
+// Accumulates dQT (d x kQueryBlock; the caller multiplies by the scale), dK and dV (n x d). In this
+// layout P^T and dS^T are already the left operands of dV += P^T dO and dK += dS^T Q, and K is the
+// transposed left operand of dQ^T += K^T dS^T: no transposes. on_dlogits(dST) may add to the logit
+// gradient dS^T (n x kQueryBlock) before it is used.
 template <typename OnDLogits>
 void attend_key_block_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
                                const float* lse, const float* D, const float* K, index_t ld_k, const float* V,
@@ -172,7 +176,7 @@ void attend_key_block_backward(const float* QT, const float* Q, const float* dOT
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {
-    row_lse[t] = load(lse + kLanes * t) * kLog2e;
+    row_lse[t] = load(lse + kLanes * t);
     row_D[t] = load(D + kLanes * t);
   }
   float* PT = w.S.data();    // n x kQueryBlock: logits, then probabilities

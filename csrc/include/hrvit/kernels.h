@@ -35,7 +35,8 @@ namespace hrvit {
 // `stripe_width` columns (the last stripe shorter); each half has `heads` heads of `head_dim`.
 // Inputs have channel stride 1 and the given batch / token strides; k may equal v (the same pointer
 // and strides), then it is read once. Outputs are contiguous: out (B, H*W, C), lse (B, 2*heads, H*W)
-// (the log-sum-exp of each query's scaled logits, saved for the backward pass).
+// (saved for the backward pass: each query's log-sum-exp in base 2, log2 sum 2^(scaled logit * log2 e),
+// which the backward matches bit for bit by computing the logits as the forward did).
 struct StripeShape {
   index_t batch, height, width, channels, stripe_width, heads, head_dim;
   float scale;
@@ -62,7 +63,7 @@ namespace hrvit {
 // Attention-to-mask (SegViT's ATM cross-attention), fp32: q (B, Q, C), k and v (B, L, C) with channel
 // stride 1; `heads` heads of C / heads channels. Writes contiguous out (B, Q, C) (per-head softmax
 // attention, heads concatenated), mask (B, Q, L) (the mean over heads of the scaled logits) and
-// lse (B, heads, Q).
+// lse (B, heads, Q) (base 2, as for the stripe attention).
 struct MaskAttentionShape {
   index_t batch, queries, keys, channels, heads;
   float scale;
