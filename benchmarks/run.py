@@ -55,7 +55,10 @@ def parse_args(argv=None):
     p.add_argument("--train", action="store_true", help="also time forward+backward (training step)")
     p.add_argument("--memory-batch", type=int, default=2,
                    help="batch of the training step whose peak resident memory --train measures (CPU)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds of each model (default 3)")
+    p.add_argument("--op-repeats", type=int, default=15,
+                   help="timed rounds of each op row (default 15: ops take milliseconds, and their medians "
+                        "need more rounds than the models' to settle on a noisy machine)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -222,7 +225,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
                                               for a, e in zip(out, expected))
     with torch.no_grad():
         fwd = measure_interleaved({label: functools.partial(call, impl) for label, impl in impls.items()},
-                                  device, args.warmup, args.repeats)
+                                  device, args.warmup, args.op_repeats)
     train_steps = {}
     for label, impl in impls.items():
         try:
@@ -230,7 +233,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
             train_steps[label] = functools.partial(backward_of(call, inputs), impl)
         except NotImplementedError as exc:  # flex_attention has no CPU backward
             row.setdefault("notes", {})[label] = f"no backward: {exc}"
-    fwd_bwd = measure_interleaved(train_steps, device, args.warmup, args.repeats)
+    fwd_bwd = measure_interleaved(train_steps, device, args.warmup, args.op_repeats)
     for label in impls:
         entry = {"forward": fwd[label]}
         if label in fwd_bwd:

@@ -17,8 +17,8 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
         import run
     finally:
         sys.path.pop(0)
-    report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--warmup", "0",
-                       "--op-variants", "b1", "--no-atm", "--out", str(tmp_path)])
+    report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--op-repeats", "2",
+                       "--warmup", "0", "--op-variants", "b1", "--no-atm", "--out", str(tmp_path)])
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".md")
     saved = json.loads((tmp_path / files[0]).read_text())
@@ -26,10 +26,12 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     (model,) = saved["models"]
     assert model["params"] == 7_758_008 and model["gmacs"] > 0
     assert set(model["latency"]) == {"reference", "auto"}
+    assert model["latency"]["auto"]["forward"]["repeats"] == 1
     ops = {(r["op"], r["label"]) for r in saved["ops"]}
     assert len(ops) == 10  # two ops x four branches, and the SegFormer head's two resizes
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
+        assert {e["forward"]["repeats"] for e in r["latency"].values()} == {2}
     out = capsys.readouterr()
     assert "| hrvit_b1 |" in out.out and "[1/" in out.err  # the table, and progress while running
     assert report["models"][0]["model"] == "hrvit_b1"
