@@ -1,5 +1,9 @@
 """The C++ kernels (hrvit_kernels._C) against the reference: forward and every gradient, odd sizes,
 non-contiguous inputs, NaN-poisoned outputs (conftest), opcheck and torch.compile."""
+import sys
+import threading
+import time
+
 import pytest
 import torch
 
@@ -353,3 +357,64 @@ def test_ops_compile_with_dynamic_shapes(case):
         expected, expected_grads, _ = forward_backward(fn, inputs, g)
         for actual, wanted in zip(outs + grads, expected + expected_grads):
             torch.testing.assert_close(actual, wanted)
+
+
+# ---------------------------------------------------------------- the GIL
+
+def test_cpp_kernels_release_the_gil(monkeypatch):
+    """Every kernel of hrvit_kernels._C lets other Python threads run while it computes.
+
+    With a switch interval of minutes Python never takes the GIL from a thread by force: this thread runs
+    only when the worker thread gives it up. A kernel that kept it would see no tick of this thread's
+    counter between its entry and its return; one that releases it sees many (each kernel call below takes
+    milliseconds, this thread waits on the GIL at most a half-millisecond sleep)."""
+    from hrvit_kernels import _ext
+
+    extension, ticks, ticks_during = _ext.ext(), [0], {}
+
+    class TickRecordingExtension:
+        def __getattr__(self, name):
+            kernel = getattr(extension, name)
+
+            def call(*args):
+                before = ticks[0]
+                kernel(*args)
+                ticks_during[name] = max(ticks_during.get(name, 0), ticks[0] - before)
+            return call
+
+    monkeypatch.setattr(_ext, "ext", lambda: TickRecordingExtension())
+    x, *mix_params = _mix_inputs(2, 128, 128, 128)
+    q, v = randn(2, 128 * 128, 64, requires_grad=True), randn(2, 128 * 128, 64, requires_grad=True)
+    atm_inputs = tuple(randn(2, n, 512, requires_grad=True) for n in (150, 1600, 1600))
+    logits = randn(1, 32, 128, 128, requires_grad=True)
+    runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
+            lambda: hk.cswin_attention(q, v, v, (128, 128), 1, 32, backend="cpp"),
+            lambda: hk.attention_to_mask(*atm_inputs, 16, backend="cpp")[0],
+            lambda: hk.resize_sum([logits], (512, 512), backend="cpp")]
+    errors, done = [], threading.Event()
+
+    def worker():
+        try:
+            for run in runs:
+                run().sum().backward()
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(300.0)
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        while not done.is_set():
+            ticks[0] += 1
+            time.sleep(5e-4)  # gives the GIL up, so that the worker can take it back
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
+    kernels = [name for name in dir(extension) if name.endswith(("_forward", "_backward"))]
+    assert sorted(ticks_during) == sorted(kernels), "every kernel runs once at least"
+    held = [name for name in kernels if ticks_during[name] == 0]
+    assert not held, f"these kernels keep the GIL while they run: {held}"
