@@ -67,6 +67,9 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        # Settings that change CPU timings without changing any code: threads and the allocator.
+        "tuning_env": {k: v for k, v in sorted(os.environ.items())
+                       if k.startswith(("OMP_", "MKL_", "KMP_", "GOMP_", "MALLOC_", "LD_PRELOAD"))},
     }
     try:
         import triton

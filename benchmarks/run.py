@@ -264,7 +264,8 @@ def to_markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
              f"{env['date']}; torch {env['torch']}, triton {env['triton']}, python {env['python']}, "
-             f"{env['torch_threads']} threads; dtype {report['config']['dtype']}.", ""]
+             f"{env['torch_threads']} threads; dtype {report['config']['dtype']}"
+             + "".join(f"; {k}={v}" for k, v in env.get("tuning_env", {}).items()) + ".", ""]
     if report["models"]:
         lines += ["## Models", "",
                   "| model | params | GMACs (ours) | GMACs (release, fvcore) | paper params / GFLOPs |",
