@@ -47,6 +47,14 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     return measure_interleaved({"fn": fn}, device, warmup, repeats)["fn"]
 
 
+def speedups(latency: dict, key: str) -> dict:
+    """{contender: reference median / its median} for one measurement (key) of a report row's latency."""
+    base = latency.get("reference", {}).get(key)
+    if not base:
+        return {}
+    return {b: base["median_ms"] / v[key]["median_ms"] for b, v in latency.items() if key in v}
+
+
 def _summary(times: list[float]) -> dict:
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hrvit_kernels as hk  # noqa: E402
 from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
                    segformer_resize_cases)
-from harness import Progress, device_slug, environment, measure, measure_interleaved  # noqa: E402
+from harness import Progress, device_slug, environment, measure, measure_interleaved, speedups  # noqa: E402
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
 from hrvit_kernels.ops import _dispatch  # noqa: E402
@@ -29,6 +29,7 @@ from hrvit_kernels.ops.attention_to_mask import api as atm_api  # noqa: E402
 from hrvit_kernels.ops.cswin_attention import api as cswin_api  # noqa: E402
 from hrvit_kernels.ops.mixcfn import api as mix_api  # noqa: E402
 from hrvit_kernels.ops.resize_sum import api as resize_api  # noqa: E402
+from plot import speedup_svg  # noqa: E402
 
 OPS = {"cswin_attention": cswin_api, "mix_conv_gelu": mix_api, "attention_to_mask": atm_api,
        "resize_sum": resize_api}
@@ -253,13 +254,6 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
     return row
 
 
-def speedups(latency: dict, key: str) -> dict:
-    base = latency.get("reference", {}).get(key)
-    if not base:
-        return {}
-    return {b: base["median_ms"] / v[key]["median_ms"] for b, v in latency.items() if key in v}
-
-
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
@@ -336,8 +330,9 @@ def main(argv=None) -> dict:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     markdown = to_markdown(report)
     stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".svg").write_text(speedup_svg(report))
     print(markdown)
-    print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
+    print(f"wrote {stem}.json, {stem}.md and {stem}.svg", file=sys.stderr)
     return report
 
 

@@ -3,6 +3,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--op-repeats", "2",
                        "--warmup", "0", "--op-variants", "b1", "--no-atm", "--out", str(tmp_path)])
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".md")
+    assert [f.rsplit(".", 1)[1] for f in files] == ["json", "md", "svg"]
     saved = json.loads((tmp_path / files[0]).read_text())
     assert saved["environment"]["torch"] and saved["environment"]["date"]
     (model,) = saved["models"]
@@ -32,6 +33,11 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
         assert {e["forward"]["repeats"] for e in r["latency"].values()} == {2}
+    # The chart: a bar per contender and measurement (b1's forward; each op row's forward and fwd+bwd, C++).
+    bars = [e for e in ElementTree.parse(tmp_path / files[2]).iter() if e.get("class") == "bar"]
+    assert len(bars) == 1 + 2 * len(ops)
+    reference, auto = (model["latency"][b]["forward"]["median_ms"] for b in ("reference", "auto"))
+    assert bars[0].find("{http://www.w3.org/2000/svg}title").text == f"auto: {reference / auto:.2f}x"
     out = capsys.readouterr()
     assert "| hrvit_b1 |" in out.out and "[1/" in out.err  # the table, and progress while running
     assert report["models"][0]["model"] == "hrvit_b1"
