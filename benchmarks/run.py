@@ -26,8 +26,11 @@ from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
 from hrvit_kernels.ops import _dispatch  # noqa: E402
 from hrvit_kernels.ops.attention_to_mask import api as atm_api  # noqa: E402
+from hrvit_kernels.ops.attention_to_mask.registration import attention_to_mask_macs  # noqa: E402
 from hrvit_kernels.ops.cswin_attention import api as cswin_api  # noqa: E402
+from hrvit_kernels.ops.cswin_attention.registration import stripe_attention_macs  # noqa: E402
 from hrvit_kernels.ops.mixcfn import api as mix_api  # noqa: E402
+from hrvit_kernels.ops.mixcfn.registration import mix_conv_macs  # noqa: E402
 from hrvit_kernels.ops.resize_sum import api as resize_api  # noqa: E402
 from plot import speedup_svg  # noqa: E402
 
@@ -113,6 +116,27 @@ def minimal_traffic_bytes(case: OpCase, dtype) -> int:
     if case.op == "resize_sum":
         return s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]) * size
     return (2 * s["B"] * s["Q"] * s["C"] + 2 * s["B"] * s["L"] * s["C"] + s["B"] * s["Q"] * s["L"]) * size
+
+
+def forward_flops(case: OpCase) -> int | None:
+    """Floating-point operations of the forward (2 per multiply-add, real tokens only, as the ops' FLOP
+    formulas count them); None for resize_sum, whose time is memory traffic."""
+    s = case.shape
+    if case.op == "cswin_attention":
+        return 2 * stripe_attention_macs(s["B"], s["H"], s["W"], s["C"], s["stripe_width"])
+    if case.op == "mix_conv_gelu":
+        return 2 * mix_conv_macs((s["B"], s["H"] * s["W"], s["R"]), s["R"] // 2)
+    if case.op == "attention_to_mask":
+        return 2 * attention_to_mask_macs(s["B"], s["Q"], s["L"], s["C"])
+    return None
+
+
+def matmul_gflops(device, dtype) -> float:
+    """Measured rate of a large square matrix product in this dtype, the compute roofline for the ops."""
+    n = 4096 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    t = measure(lambda: a @ b, device, warmup=2, repeats=5)
+    return 2 * n**3 / (t["median_ms"] * 1e-3) / 1e9
 
 
 def copy_bandwidth_gbs(device) -> float | None:
@@ -207,7 +231,7 @@ def bench_model(name, args, device, dtype, progress):
     return row
 
 
-def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
+def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate):
     from baselines import baseline
 
     inputs, call = make_op_inputs(case, device, dtype, requires_grad=True)
@@ -248,6 +272,9 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs):
             gbs = minimal_traffic_bytes(case, dtype) / (fwd[label]["median_ms"] * 1e-3) / 1e9
             entry["forward_gbs"] = gbs
             entry["forward_share_of_copy_bandwidth"] = gbs / copy_gbs
+        if forward_flops(case):
+            entry["forward_gflops"] = forward_flops(case) / (fwd[label]["median_ms"] * 1e-3) / 1e9
+            entry["forward_share_of_matmul_rate"] = entry["forward_gflops"] / matmul_rate
         row["latency"][label] = entry
         progress.step(f"{case.describe()} [{label}] fwd {fwd[label]['median_ms']:.2f} ms"
                       + (f", fwd+bwd {fwd_bwd[label]['median_ms']:.2f} ms" if label in fwd_bwd else ""))
@@ -285,21 +312,26 @@ def to_markdown(report: dict) -> str:
                              + (f"{train['median_ms']:.1f} | {ts[b]:.2f}x |" if train else "— | — |") + f" {rss} |")
     if report["ops"]:
         lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
+                  "Rate: the forward's floating-point operations (real tokens only) / forward time, as a share of "
+                  f"the measured rate of a large matrix product ({env['matmul_gflops']:.0f} GFLOP/s). "
                   + (f"Bandwidth: minimal traffic / forward time, as a share of the measured copy bandwidth "
                      f"({env['copy_bandwidth_gbs']:.0f} GB/s)." if env.get("copy_bandwidth_gbs") else ""), "",
-                  "| op | shape | backend | forward ms | speedup | fwd+bwd ms | speedup | max abs err | fwd GB/s (share) | peak MiB fwd+bwd |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| op | shape | backend | forward ms | speedup | fwd+bwd ms | speedup | max abs err | fwd GFLOP/s (share) "
+                  "| fwd GB/s (share) | peak MiB fwd+bwd |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in report["ops"]:
             fs, bs = speedups(r["latency"], "forward"), speedups(r["latency"], "forward_backward")
             shape = r["label"] + " " + ",".join(f"{k}={v}" for k, v in r["shape"].items())
             for b, v in r["latency"].items():
                 gbs = (f"{v['forward_gbs']:.0f} ({v['forward_share_of_copy_bandwidth']:.0%})"
                        if "forward_gbs" in v else "—")
+                rate = (f"{v['forward_gflops']:.0f} ({v['forward_share_of_matmul_rate']:.0%})"
+                        if "forward_gflops" in v else "—")
                 mem = f"{v['peak_memory_fwd_bwd_mib']:.0f}" if "peak_memory_fwd_bwd_mib" in v else "—"
                 fb = (f"{v['forward_backward']['median_ms']:.2f} | {bs[b]:.2f}x" if "forward_backward" in v
                       else "— | —")
                 lines.append(f"| {r['op']} | {shape} | {b} | {v['forward']['median_ms']:.2f} | {fs[b]:.2f}x | "
-                             f"{fb} | {r['max_abs_error'][b]:.1e} | {gbs} | {mem} |")
+                             f"{fb} | {r['max_abs_error'][b]:.1e} | {rate} | {gbs} | {mem} |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
@@ -323,8 +355,10 @@ def main(argv=None) -> dict:
     for name in args.models:
         report["models"].append(bench_model(name, args, device, dtype, progress))
     report["environment"]["copy_bandwidth_gbs"] = copy_gbs = copy_bandwidth_gbs(device)
+    if op_cases:
+        report["environment"]["matmul_gflops"] = matmul_rate = matmul_gflops(device, dtype)
     for case in op_cases:
-        report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs))
+        report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs, matmul_rate))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / device_slug(report["environment"])
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -33,6 +33,11 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
         assert {e["forward"]["repeats"] for e in r["latency"].values()} == {2}
+        if r["op"] == "cswin_attention":  # FLOP rate: 2 * multiply-adds / forward time
+            s, e = r["shape"], r["latency"]["reference"]
+            macs = 2 * s["B"] * s["H"] * s["W"] * (s["stripe_width"] * (s["W"] + s["H"])) * s["C"] // 2
+            if s["H"] % s["stripe_width"] == 0 and s["W"] % s["stripe_width"] == 0:
+                assert e["forward_gflops"] == pytest.approx(2 * macs / (e["forward"]["median_ms"] * 1e6))
     # The chart: a bar per contender and measurement (b1's forward; each op row's forward and fwd+bwd, C++).
     bars = [e for e in ElementTree.parse(tmp_path / files[2]).iter() if e.get("class") == "bar"]
     assert len(bars) == 1 + 2 * len(ops)
