@@ -259,6 +259,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
         except NotImplementedError as exc:  # flex_attention has no CPU backward
             row.setdefault("notes", {})[label] = f"no backward: {exc}"
     fwd_bwd = measure_interleaved(train_steps, device, args.warmup, args.op_repeats)
+    flops = forward_flops(case)
     for label in impls:
         entry = {"forward": fwd[label]}
         if label in fwd_bwd:
@@ -272,8 +273,8 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
             gbs = minimal_traffic_bytes(case, dtype) / (fwd[label]["median_ms"] * 1e-3) / 1e9
             entry["forward_gbs"] = gbs
             entry["forward_share_of_copy_bandwidth"] = gbs / copy_gbs
-        if forward_flops(case):
-            entry["forward_gflops"] = forward_flops(case) / (fwd[label]["median_ms"] * 1e-3) / 1e9
+        if flops:
+            entry["forward_gflops"] = flops / (fwd[label]["median_ms"] * 1e-3) / 1e9
             entry["forward_share_of_matmul_rate"] = entry["forward_gflops"] / matmul_rate
         row["latency"][label] = entry
         progress.step(f"{case.describe()} [{label}] fwd {fwd[label]['median_ms']:.2f} ms"
