@@ -395,7 +395,7 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
 
     def worker():
         try:
-            for run in runs:
+            for run in runs * 2:  # twice: a tick needs this thread scheduled while the kernel runs
                 run().sum().backward()
         except BaseException as exc:  # reported by the test thread
             errors.append(exc)
