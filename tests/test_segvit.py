@@ -1,7 +1,6 @@
 """SegViT: keys, parameter counts and multiply-adds of the released models, QD/QU behaviour on small
 configurations, the ATM loss against hand computations, train/eval outputs, odd input sizes."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,20 +10,19 @@ from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models import ATMLoss
 from hrvit_kernels.testing import randn
 
-KEYS = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "keys"
+from release_keys import model_keys, released_keys
+
 TINY = dict(img_size=64, num_classes=5, decode_head=dict(embed_dims=32, num_heads=4, channels=32))
 TINY_BACKBONE = dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 2, 3), drop_path_rate=0.0)
 TINY_SHRUNK_BACKBONE = dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 3), shrink_idx=2,
                             drop_path_rate=0.0)
 
 
-@pytest.mark.skipif(not KEYS.is_dir(), reason="../shared/spec/keys is not beside the checkout")
 @pytest.mark.parametrize("name,keys,params", [("segvit_vit_l_ade20k", "segvit_vitl_ade_full", 344_305_303),
                                               ("segvit_shrunk_vit_l_ade20k", "segvit_vitl_ade_shrunk", 344_598_679)])
 def test_released_keys_shapes_and_parameter_counts(name, keys, params):
     model = hk.create_model(name)
-    expected = [tuple(line.split("\t")) for line in (KEYS / f"{keys}.txt").read_text().splitlines()]
-    assert [(k, str(tuple(v.shape))) for k, v in model.state_dict().items()] == expected
+    assert model_keys(model) == released_keys(keys)
     assert count_params(model) == params  # 344.31M / 344.60M
 
 

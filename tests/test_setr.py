@@ -1,6 +1,5 @@
 """SETR: released keys, parameter counts and multiply-adds; Naive / PUP / MLA outputs in train and eval
 mode on small configurations; auxiliary losses; position-embedding resizing; bad input."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,8 @@ from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models import cross_entropy_with_aux
 from hrvit_kernels.testing import randn
 
-KEYS = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "keys"
+from release_keys import model_keys, released_keys
+
 RELEASED = [("setr_naive_vit_l", "setr_naive_ade", 305_669_296, 362.7),
             ("setr_pup_vit_l", "setr_pup_ade", 318_307_292, 418.2),
             ("setr_mla_vit_l", "setr_mla_ade", 310_568_836, 378.7)]
@@ -27,12 +27,10 @@ def _tiny(name, **extra):
                            decode_head=dict(channels=32), auxiliary_head=dict(channels=32), **extra)
 
 
-@pytest.mark.skipif(not KEYS.is_dir(), reason="../shared/spec/keys is not beside the checkout")
 @pytest.mark.parametrize("name,keys,params,gflops", RELEASED)
 def test_released_keys_shapes_and_parameter_counts(name, keys, params, gflops):
     model = hk.create_model(name)
-    expected = [tuple(line.split("\t")) for line in (KEYS / f"{keys}.txt").read_text().splitlines()]
-    assert [(k, str(tuple(v.shape))) for k, v in model.state_dict().items()] == expected
+    assert model_keys(model) == released_keys(keys)
     assert count_params(model) == params  # 305.67M / 318.31M / 310.57M, auxiliary heads included
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from hrvit_kernels.models._init import init_transformer_weights
+from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
 from hrvit_kernels.ops import _dispatch
@@ -184,6 +184,7 @@ class HRViT(nn.Module):
             widths, offset = stage_widths, offset + depth_per_stage[stage]
         self.features = nn.ModuleList(features)
         self.init_weights()
+        keep_gradient_layout(self)
 
     def init_weights(self) -> None:
         """Linear: truncated normal std 0.02, bias 0; norms 1/0; convs PyTorch default; attn_bn 0."""

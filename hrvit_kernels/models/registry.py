@@ -6,6 +6,8 @@ from typing import Callable
 
 from torch import nn
 
+from hrvit_kernels.checkpoint import load_checkpoint
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -21,8 +23,12 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
-def create_model(name: str, **overrides) -> nn.Module:
-    """Build a registered model; keyword arguments override its defaults."""
+def create_model(name: str, checkpoint=None, **overrides) -> nn.Module:
+    """Build a registered model; keyword arguments override its defaults. ``checkpoint`` (a path or a
+    read checkpoint) is loaded strictly with :func:`hrvit_kernels.load_checkpoint`."""
     if name not in _MODELS:
         raise ValueError(f"create_model: unknown model {name!r}; available: {', '.join(list_models())}")
-    return _MODELS[name](**overrides)
+    model = _MODELS[name](**overrides)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hrvit_kernels.models._init import keep_gradient_layout
 from hrvit_kernels.ops import resize_sum
 
 
@@ -27,6 +28,7 @@ class EncoderDecoder(nn.Module):
         self.decode_head = decode_head
         if auxiliary_head is not None:
             self.auxiliary_head = nn.ModuleList(auxiliary_head)
+        keep_gradient_layout(self)
 
     def encode_decode(self, x: torch.Tensor):
         """The decode head's output at its own resolution."""

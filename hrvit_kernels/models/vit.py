@@ -6,6 +6,10 @@ embedding ``patch_embed.projection``, ``layers.{i}`` with ``ln1``, ``attn.attn``
 embedding and dropped before layer 0 when ``with_cls_token=False``; position embeddings are resized
 (bicubic by default) to the input's token grid. ``shrink_idx`` enables SegViT-Shrunk's query-based
 down-sampling at that layer.
+
+Both ViTs take ``with_cp=True``: each block's activations are recomputed in the backward pass instead of
+kept (gradient checkpointing per block, as mmseg's ``with_cp``), which trades about a third more compute
+for the memory of ViT-L at 512-640 pixels.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.modules import DropPath
@@ -29,6 +34,14 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], mode: str, 
     table = table.reshape(1, side, side, -1).permute(0, 3, 1, 2)
     table = F.interpolate(table, size=grid, mode=mode, align_corners=False)
     return torch.cat([extra, table.flatten(2).transpose(1, 2)], dim=1)
+
+
+def _run_block(block: nn.Module, with_cp: bool, *args):
+    """block(*args), recomputed in the backward pass under gradient checkpointing (the RNG state of
+    DropPath is replayed, so the gradients equal the plain model's)."""
+    if with_cp and torch.is_grad_enabled() and args[0].requires_grad:
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 class _AttentionWrapper(nn.Module):
@@ -98,7 +111,8 @@ class VisionTransformer(nn.Module):
     def __init__(self, img_size: int = 640, patch_size: int = 16, in_channels: int = 3, embed_dims: int = 1024,
                  num_layers: int = 24, num_heads: int = 16, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.3, with_cls_token: bool = False, final_norm: bool = False,
-                 out_indices=(7, 15, 23), interpolate_mode: str = "bicubic", shrink_idx: int | None = None):
+                 out_indices=(7, 15, 23), interpolate_mode: str = "bicubic", shrink_idx: int | None = None,
+                 with_cp: bool = False):
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f"VisionTransformer: embed_dims = {embed_dims} is not divisible by num_heads = {num_heads}")
@@ -106,6 +120,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"VisionTransformer: out_indices {tuple(out_indices)} must lie in [0, {num_layers})")
         self.img_size, self.patch_size, self.with_cls_token = img_size, patch_size, with_cls_token
         self.out_indices, self.interpolate_mode, self.final_norm = tuple(out_indices), interpolate_mode, final_norm
+        self.with_cp = with_cp
         grid = img_size // patch_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dims))
@@ -136,7 +151,7 @@ class VisionTransformer(nn.Module):
         for i, layer in enumerate(self.layers):
             if self.with_cls_token and layer.shrink:
                 raise ValueError("VisionTransformer: shrink_idx needs with_cls_token=False")
-            tokens, grid = layer(tokens, grid)
+            tokens, grid = _run_block(layer, self.with_cp, tokens, grid)
             if i in self.out_indices:
                 out = self.ln1(tokens) if (self.final_norm and i == len(self.layers) - 1) else tokens
                 out = out[:, 1:] if self.with_cls_token else out
@@ -227,7 +242,7 @@ class SETRVisionTransformer(nn.Module):
     def __init__(self, img_size: int = 512, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 1024,
                  depth: int = 24, num_heads: int = 16, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.1, out_indices=(9, 14, 19, 23), mla: bool = False,
-                 mla_channels: int = 256):
+                 mla_channels: int = 256, with_cp: bool = False):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"SETRVisionTransformer: embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}")
@@ -235,6 +250,7 @@ class SETRVisionTransformer(nn.Module):
             raise ValueError(f"SETRVisionTransformer: out_indices {tuple(out_indices)} must lie in [0, {depth})"
                              + (" and be four levels for MLA" if mla else ""))
         self.patch_size, self.out_indices, self.mla_enabled = patch_size, tuple(out_indices), mla
+        self.with_cp = with_cp
         grid = img_size // patch_size
         self.patch_embed = _TimmPatchEmbed(in_chans, embed_dim, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -261,7 +277,7 @@ class SETRVisionTransformer(nn.Module):
             tokens, extra = tokens[:, 1:], 0
         outs = []
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens)
+            tokens = _run_block(block, self.with_cp, tokens)
             if i in self.out_indices:
                 level = tokens[:, extra:]
                 if self.mla_enabled:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.attention_to_mask.checks import OP, check_inputs
 from hrvit_kernels.ops.attention_to_mask.reference import attention_to_mask_reference
 from hrvit_kernels.ops.attention_to_mask.registration import attention_to_mask_cpp, attention_to_mask_triton
@@ -19,6 +19,7 @@ def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_hea
     q: (B, Q, C); k, v: (B, L, C). Returns (out (B, Q, C), mask_logits (B, Q, L)); ``scale`` defaults
     to (C / num_heads) ** -0.5.
     """
+    q, k, v = _autocast.lower_precision(q, k, v)
     check_inputs(q, k, v, num_heads, scale)
     scale = (q.shape[-1] // num_heads) ** -0.5 if scale is None else float(scale)
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.cswin_attention.checks import OP, check_inputs
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
@@ -22,6 +22,7 @@ def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, strip
     (C/2) // head_dim heads (one head of C/2 channels when C/2 < head_dim); ``scale`` defaults to the
     used head dim ** -0.5. ``k`` may be the same tensor as ``v``. Returns (B, N, C).
     """
+    q, k, v = _autocast.lower_precision(q, k, v)
     hw, heads, used = check_inputs(q, k, v, hw, stripe_width, head_dim, scale)
     scale = used ** -0.5 if scale is None else float(scale)
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from hrvit_kernels.ops import _cpu_common, _dispatch
+from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch
 from hrvit_kernels.ops.resize_sum.checks import OP, check_inputs
 from hrvit_kernels.ops.resize_sum.reference import resize_sum_reference
 from hrvit_kernels.ops.resize_sum.registration import resize_sum_cpp
@@ -20,6 +20,8 @@ def resize_sum(maps: Sequence[torch.Tensor], size: tuple[int, int], backend: str
     A map already at ``size`` is added as it is. Backends: "cpp" (one pass over the output) and
     "reference"; "auto" takes C++ on CPU and the reference (PyTorch's own kernels) elsewhere.
     """
+    if isinstance(maps, (list, tuple)):
+        maps = _autocast.promote(maps)
     height, width = check_inputs(maps, size)
     backend = _dispatch.choose_backend(OP, backend, tuple(maps), AVAILABLE)
     if backend == "reference":
