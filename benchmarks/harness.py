@@ -55,6 +55,69 @@ def speedups(latency: dict, key: str) -> dict:
     return {b: base["median_ms"] / v[key]["median_ms"] for b, v in latency.items() if key in v}
 
 
+# A timing whose interquartile range exceeds this share of its median is itself unstable.
+UNSTABLE_IQR = 0.5
+
+
+def noisy(latency: dict, key: str, contender: str) -> bool:
+    """True when a speedup's spread exceeds its effect (the relative interquartile ranges of the
+    contender and the reference, added, are larger than |speedup - 1|), or when either timing is
+    unstable (an interquartile range above half its median, whatever the speedup)."""
+    base, mine = latency.get("reference", {}).get(key), latency.get(contender, {}).get(key)
+    if not base or not mine or contender == "reference":
+        return False
+    rel_base, rel_mine = base["iqr_ms"] / base["median_ms"], mine["iqr_ms"] / mine["median_ms"]
+    effect = abs(base["median_ms"] / mine["median_ms"] - 1)
+    return rel_base + rel_mine > effect or max(rel_base, rel_mine) > UNSTABLE_IQR
+
+
+def load_per_core() -> float | None:
+    """The 1-minute load average per core (None where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None
+
+
+# Signs of a loaded machine: another process's load at the start, the matrix-product rate moving between
+# the start and the end of the run, an op faster than the measured matrix-product rate allows.
+BUSY_LOAD_PER_CORE = 0.5
+MATMUL_DRIFT = 0.2
+
+
+def noise_warnings(report: dict, matmul_rates: list[float], load_before: float | None) -> list[str]:
+    """What in this run says its ratios are not to be trusted, in words."""
+    warnings = []
+    if load_before is not None and load_before > BUSY_LOAD_PER_CORE:
+        warnings.append(f"the machine was busy when the run started (load average {load_before:.2f} per core "
+                        f"> {BUSY_LOAD_PER_CORE}): other processes share these cores")
+    if len(matmul_rates) == 2 and abs(matmul_rates[1] / matmul_rates[0] - 1) > MATMUL_DRIFT:
+        warnings.append(f"the matrix-product reference rate moved from {matmul_rates[0]:.0f} to "
+                        f"{matmul_rates[1]:.0f} GFLOP/s between the start and the end of the run: the "
+                        f"machine's speed changed while it ran")
+    for row in report.get("ops", []):
+        for label, entry in row["latency"].items():
+            if entry.get("forward_share_of_matmul_rate", 0) > 1:
+                warnings.append(f"{row['op']} {row['label']} [{label}] ran at {entry['forward_share_of_matmul_rate']:.0%}"
+                                f" of the measured matrix-product rate, which it cannot exceed: that rate was "
+                                f"measured while the machine was loaded")
+    rows = [(r.get("model") or f"{r['op']} {r['label']}", r["latency"]) for r in report.get("models", []) + report.get("ops", [])]
+    flagged = [f"{name} [{label}] {key}" for name, latency in rows for label in latency
+               for key in ("forward", "train_step", "forward_backward") if noisy(latency, key, label)]
+    if flagged:
+        warnings.append(f"{len(flagged)} speedups are less certain than their size (spread above the effect, or an unstable timing; marked '~' in the "
+                        f"tables): " + "; ".join(flagged[:6]) + ("; ..." if len(flagged) > 6 else ""))
+    return warnings
+
+
+def write_atomically(path, text: str) -> None:
+    """Writes to a temporary file beside ``path``, then renames it: never a truncated report."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def _summary(times: list[float]) -> dict:
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),

@@ -4,7 +4,8 @@ latency of every available backend for whole models and for each op at its stage
     python benchmarks/run.py                      # default: b1/b2/b3 SegFormer at 512, batch 1, CPU
     python benchmarks/run.py --models hrvit_b1_segformer --size 1024 --batch 2 --device cuda --dtype float16
 
-Writes <out>/<device>.json (with machine, versions, date) and <out>/<device>.md.
+Writes <out>/<device>.{json,md,svg} (with machine, versions, date), by default to benchmarks/out/, which
+git ignores; the committed figures in benchmarks/results/ are written only with --out benchmarks/results.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hrvit_kernels as hk  # noqa: E402
 from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
                    segformer_resize_cases)
-from harness import Progress, device_slug, environment, measure, measure_interleaved, speedups  # noqa: E402
+from harness import (Progress, device_slug, environment, load_per_core, measure, measure_interleaved,  # noqa: E402
+                     noise_warnings, noisy, speedups, write_atomically)
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
 from hrvit_kernels.ops import _dispatch  # noqa: E402
@@ -65,7 +67,9 @@ def parse_args(argv=None):
                         "need more rounds than the models' to settle on a noisy machine)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
+                   help="folder of the report (default benchmarks/out, ignored by git; the committed "
+                        "figures: benchmarks/results)")
     return p.parse_args(argv)
 
 
@@ -132,11 +136,12 @@ def forward_flops(case: OpCase) -> int | None:
 
 
 def matmul_gflops(device, dtype) -> float:
-    """Measured rate of a large square matrix product in this dtype, the compute roofline for the ops."""
+    """Measured rate of a large square matrix product in this dtype, the compute roofline for the ops:
+    its fastest round, since other load can only slow a round down."""
     n = 4096 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     t = measure(lambda: a @ b, device, warmup=2, repeats=5)
-    return 2 * n**3 / (t["median_ms"] * 1e-3) / 1e9
+    return 2 * n**3 / (t["min_ms"] * 1e-3) / 1e9
 
 
 def copy_bandwidth_gbs(device) -> float | None:
@@ -309,8 +314,9 @@ def to_markdown(report: dict) -> str:
                 train = v.get("train_step")
                 rss = f"{v['train_peak_rss_mib']:.0f}" if "train_peak_rss_mib" in v else "—"
                 lines.append(f"| {r['model']} | {b} | {v['forward']['median_ms']:.1f} ± {v['forward']['iqr_ms']:.1f}"
-                             f" | {fs.get(b, float('nan')):.2f}x | "
-                             + (f"{train['median_ms']:.1f} | {ts[b]:.2f}x |" if train else "— | — |") + f" {rss} |")
+                             f" | {_ratio(fs, r['latency'], 'forward', b)} | "
+                             + (f"{train['median_ms']:.1f} | {_ratio(ts, r['latency'], 'train_step', b)} |"
+                                if train else "— | — |") + f" {rss} |")
     if report["ops"]:
         lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
                   "Rate: the forward's floating-point operations (real tokens only) / forward time, as a share of "
@@ -329,12 +335,22 @@ def to_markdown(report: dict) -> str:
                 rate = (f"{v['forward_gflops']:.0f} ({v['forward_share_of_matmul_rate']:.0%})"
                         if "forward_gflops" in v else "—")
                 mem = f"{v['peak_memory_fwd_bwd_mib']:.0f}" if "peak_memory_fwd_bwd_mib" in v else "—"
-                fb = (f"{v['forward_backward']['median_ms']:.2f} | {bs[b]:.2f}x" if "forward_backward" in v
-                      else "— | —")
-                lines.append(f"| {r['op']} | {shape} | {b} | {v['forward']['median_ms']:.2f} | {fs[b]:.2f}x | "
+                fb = (f"{v['forward_backward']['median_ms']:.2f} | {_ratio(bs, r['latency'], 'forward_backward', b)}"
+                      if "forward_backward" in v else "— | —")
+                lines.append(f"| {r['op']} | {shape} | {b} | {v['forward']['median_ms']:.2f} | "
+                             f"{_ratio(fs, r['latency'], 'forward', b)} | "
                              f"{fb} | {r['max_abs_error'][b]:.1e} | {rate} | {gbs} | {mem} |")
+    if report.get("warnings"):
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in report["warnings"])]
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
+
+
+def _ratio(ratios: dict, latency: dict, key: str, contender: str) -> str:
+    """A speedup cell; '~' marks one whose spread exceeds its effect."""
+    if contender not in ratios:
+        return "—"
+    return f"{'~' if noisy(latency, key, contender) else ''}{ratios[contender]:.2f}x"
 
 
 def main(argv=None) -> dict:
@@ -350,23 +366,31 @@ def main(argv=None) -> dict:
     backends_per_model = len(model_backends(args.backends, device))
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases))
+    load_before = load_per_core()
     report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
               "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
               "models": [], "ops": []}
     for name in args.models:
         report["models"].append(bench_model(name, args, device, dtype, progress))
     report["environment"]["copy_bandwidth_gbs"] = copy_gbs = copy_bandwidth_gbs(device)
+    matmul_rates = []
     if op_cases:
-        report["environment"]["matmul_gflops"] = matmul_rate = matmul_gflops(device, dtype)
+        matmul_rates.append(matmul_gflops(device, dtype))
+        report["environment"]["matmul_gflops"] = matmul_rate = matmul_rates[0]
     for case in op_cases:
         report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs, matmul_rate))
+    if op_cases:
+        matmul_rates.append(matmul_gflops(device, dtype))  # again at the end: a loaded start shows
+    report["warnings"] = noise_warnings(report, matmul_rates, load_before)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / device_slug(report["environment"])
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     markdown = to_markdown(report)
-    stem.with_suffix(".md").write_text(markdown)
-    stem.with_suffix(".svg").write_text(speedup_svg(report))
+    write_atomically(stem.with_suffix(".json"), json.dumps(report, indent=1))
+    write_atomically(stem.with_suffix(".md"), markdown)
+    write_atomically(stem.with_suffix(".svg"), speedup_svg(report))
     print(markdown)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {stem}.json, {stem}.md and {stem}.svg", file=sys.stderr)
     return report
 

@@ -46,7 +46,51 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     out = capsys.readouterr()
     assert "| hrvit_b1 |" in out.out and "[1/" in out.err  # the table, and progress while running
     assert report["models"][0]["model"] == "hrvit_b1"
+    assert isinstance(saved["warnings"], list)
 
+
+def _benchmark_module(name):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_benchmark_report_goes_to_an_ignored_folder_by_default():
+    """The main job never overwrites the committed figures unless asked to (--out benchmarks/results)."""
+    run = _benchmark_module("run")
+    default = run.parse_args([]).out
+    assert default == ROOT / "benchmarks" / "out"
+    if (ROOT / ".git").exists():
+        import subprocess
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(default / "cpu-2core.json")], cwd=ROOT)
+        assert ignored.returncode == 0, "benchmarks/out is not ignored by git"
+
+
+def _timing(median, iqr):
+    return {"median_ms": median, "iqr_ms": iqr, "min_ms": median, "max_ms": median, "repeats": 5}
+
+
+def test_noisy_rows_and_a_loaded_machine_are_flagged():
+    harness = _benchmark_module("harness")
+    clear = {"reference": {"forward": _timing(100, 2)}, "auto": {"forward": _timing(50, 1)}}
+    # The reported case: a 5.34x speedup whose interquartile range is as large as its median.
+    noisy = {"reference": {"forward": _timing(534, 534)}, "auto": {"forward": _timing(100, 5)}}
+    assert not harness.noisy(clear, "forward", "auto") and harness.noisy(noisy, "forward", "auto")
+    op = {"op": "cswin_attention", "label": "b1 branch 0",
+          "latency": {"reference": {"forward": _timing(10, 0.1), "forward_share_of_matmul_rate": 1.28}}}
+    report = {"models": [{"model": "m1", "latency": clear}, {"model": "m2", "latency": noisy}], "ops": [op]}
+    warnings = harness.noise_warnings(report, [350.0, 180.0], load_before=1.7)
+    assert len(warnings) == 4
+    busy, drift, rate, spread = warnings
+    assert "load average 1.70 per core" in busy and "350 to 180 GFLOP/s" in drift
+    assert "128%" in rate and "1 speedups" in spread and "m2 [auto] forward" in spread
+    assert harness.noise_warnings({"models": [{"model": "m1", "latency": clear}], "ops": []},
+                                  [350.0, 340.0], load_before=0.1) == []
+    run = _benchmark_module("run")
+    assert run._ratio({"auto": 5.34}, noisy, "forward", "auto") == "~5.34x"
+    assert run._ratio({"auto": 2.0}, clear, "forward", "auto") == "2.00x"
 
 
 def test_op_cases_cover_non_square_inputs():
