@@ -105,8 +105,9 @@ def noise_warnings(report: dict, matmul_rates: list[float], load_before: float |
     flagged = [f"{name} [{label}] {key}" for name, latency in rows for label in latency
                for key in ("forward", "train_step", "forward_backward") if noisy(latency, key, label)]
     if flagged:
-        warnings.append(f"{len(flagged)} speedups are less certain than their size (spread above the effect, or an unstable timing; marked '~' in the "
-                        f"tables): " + "; ".join(flagged[:6]) + ("; ..." if len(flagged) > 6 else ""))
+        warnings.append(f"{len(flagged)} speedups are less certain than their size (spread above the effect, "
+                        f"or an unstable timing; marked '~' in the tables): " + "; ".join(flagged[:6])
+                        + ("; ..." if len(flagged) > 6 else ""))
     return warnings
 
 

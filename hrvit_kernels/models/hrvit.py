@@ -18,6 +18,7 @@ from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_l
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
 from hrvit_kernels.ops import _dispatch
+from hrvit_kernels.ops._checks import quiet_under_tracing
 
 STEM_WIDTH = 64
 MAX_STRIDE = 32
@@ -194,12 +195,13 @@ class HRViT(nn.Module):
                 m.reset_attn_bn()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.stem.conv1.in_channels:
-            raise ValueError(f"HRViT: input must be (B, {self.stem.conv1.in_channels}, H, W), "
-                             f"got shape {tuple(x.shape)}")
-        H, W = x.shape[-2:]
-        if H < MAX_STRIDE or W < MAX_STRIDE:
-            raise ValueError(f"HRViT: input H and W must be >= {MAX_STRIDE}, got {H} x {W}")
+        with quiet_under_tracing():
+            if x.dim() != 4 or x.shape[1] != self.stem.conv1.in_channels:
+                raise ValueError(f"HRViT: input must be (B, {self.stem.conv1.in_channels}, H, W), "
+                                 f"got shape {tuple(x.shape)}")
+            H, W = x.shape[-2:]
+            if H < MAX_STRIDE or W < MAX_STRIDE:
+                raise ValueError(f"HRViT: input H and W must be >= {MAX_STRIDE}, got {H} x {W}")
         pad_h, pad_w = -H % MAX_STRIDE, -W % MAX_STRIDE
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))

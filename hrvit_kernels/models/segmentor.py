@@ -7,12 +7,13 @@ from torch import nn
 
 from hrvit_kernels.models._init import keep_gradient_layout
 from hrvit_kernels.ops import resize_sum
+from hrvit_kernels.ops._checks import sizes_are_traced
 
 
 def _resize(logits: torch.Tensor, size) -> torch.Tensor:
     """Bilinear (align_corners False) to the input size; under the reference backend resize_sum is
     the release's F.interpolate call."""
-    if logits.shape[-2:] == tuple(size):
+    if not sizes_are_traced() and logits.shape[-2:] == tuple(size):  # a traced program resizes always
         return logits
     return resize_sum([logits], size)
 

@@ -23,13 +23,15 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.modules import DropPath
 from hrvit_kernels.modules.mha import multi_head_attention
+from hrvit_kernels.ops._checks import quiet_under_tracing, sizes_are_traced
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], mode: str, num_extra: int = 1) -> torch.Tensor:
     """(1, extra + S*S, C) stored embeddings -> (1, extra + h*w, C) for a (h, w) token grid."""
     extra, table = pos_embed[:, :num_extra], pos_embed[:, num_extra:]
     side = int(math.isqrt(table.shape[1]))
-    if (side, side) == tuple(grid):
+    # A traced program resizes always (an exact identity at the same size), valid for every grid.
+    if not sizes_are_traced() and (side, side) == tuple(grid):
         return pos_embed
     table = table.reshape(1, side, side, -1).permute(0, 3, 1, 2)
     table = F.interpolate(table, size=grid, mode=mode, align_corners=False)
@@ -139,9 +141,10 @@ class VisionTransformer(nn.Module):
         init_transformer_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.dim() != 4 or x.shape[-1] < self.patch_size or x.shape[-2] < self.patch_size:
-            raise ValueError(f"VisionTransformer: input must be (B, C, H, W) with H, W >= {self.patch_size}, "
-                             f"got shape {tuple(x.shape)}")
+        with quiet_under_tracing():
+            if x.dim() != 4 or x.shape[-1] < self.patch_size or x.shape[-2] < self.patch_size:
+                raise ValueError(f"VisionTransformer: input must be (B, C, H, W) with H, W >= {self.patch_size}, "
+                                 f"got shape {tuple(x.shape)}")
         tokens, grid = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + resize_pos_embed(self.pos_embed, grid, self.interpolate_mode)
@@ -266,9 +269,10 @@ class SETRVisionTransformer(nn.Module):
         init_transformer_weights(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.dim() != 4 or min(x.shape[-2:]) < self.patch_size:
-            raise ValueError(f"SETRVisionTransformer: input must be (B, C, H, W) with H, W >= {self.patch_size}, "
-                             f"got shape {tuple(x.shape)}")
+        with quiet_under_tracing():
+            if x.dim() != 4 or min(x.shape[-2:]) < self.patch_size:
+                raise ValueError(f"SETRVisionTransformer: input must be (B, C, H, W) with H, W >= "
+                                 f"{self.patch_size}, got shape {tuple(x.shape)}")
         tokens, grid = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + resize_pos_embed(self.pos_embed, grid, "bilinear")

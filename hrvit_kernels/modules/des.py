@@ -25,6 +25,12 @@ def des_factors(dim: int) -> tuple[int, int]:
     return dim // p, p
 
 
+def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch.kron of two matrices, written with broadcasting so that every exporter (ONNX's TorchScript
+    one has no kron) can translate it."""
+    return (a[:, None, :, None] * b[None, :, None, :]).reshape(a.shape[0] * b.shape[0], a.shape[1] * b.shape[1])
+
+
 class DES(nn.Module):
     """View x as (..., k, p); Linear(p, p); swap the last two axes; GELU; Linear(k, k); swap back."""
 
@@ -49,8 +55,8 @@ class DES(nn.Module):
         right, left = self.proj_right, self.proj_left
         eye_k = torch.eye(self.k, dtype=right.weight.dtype, device=right.weight.device)
         eye_p = torch.eye(self.p, dtype=left.weight.dtype, device=left.weight.device)
-        x = F.gelu(F.linear(x, torch.kron(eye_k, right.weight), right.bias.repeat(self.k)))
-        return F.linear(x, torch.kron(left.weight, eye_p), left.bias.repeat_interleave(self.p))
+        x = F.gelu(F.linear(x, _kron(eye_k, right.weight), right.bias.repeat(self.k)))
+        return F.linear(x, _kron(left.weight, eye_p), left.bias.repeat_interleave(self.p))
 
     def extra_repr(self) -> str:
         return f"k={self.k}, p={self.p}"

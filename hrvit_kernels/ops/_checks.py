@@ -2,11 +2,43 @@
 is accepted, and runs before any kernel touches memory."""
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import functools
+import warnings
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+@contextlib.contextmanager
+def quiet_under_tracing() -> Iterator[None]:
+    """Silences torch.jit.trace's TracerWarnings inside the block: for checks that compare sizes of the
+    traced input, which a trace cannot fail."""
+    if not torch.jit.is_tracing():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+def sizes_are_traced() -> bool:
+    """True under torch.jit.trace and torch.export, where a branch on a size (a shortcut when two sizes are
+    equal) would fix the traced program to the traced input's case."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def quiet_checks(fn: Callable) -> Callable:
+    """An op's public function under :func:`quiet_under_tracing`: its checks cannot fail in a trace, and
+    its custom op takes the sizes as ints, so the trace is fixed to them either way (the op's own checks
+    reject a traced graph called at another size)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with quiet_under_tracing():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _describe(t: torch.Tensor) -> str:
@@ -57,12 +89,15 @@ def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], me
 
 def check_size_pair(op: str, name: str, value) -> tuple[int, int]:
     """A pair of positive ints (H, W)."""
+    # Ints, or SymInts (sizes torch.compile / torch.export trace symbolically: int() would fix them).
     try:
-        h, w = (int(v) for v in value)
-        if (h, w) != tuple(value):
-            raise TypeError
+        h, w = value
     except (TypeError, ValueError):
-        raise TypeError(f"{op}: argument '{name}' must be a pair of ints (H, W), got {value!r}") from None
+        h = w = None
+    if torch.jit.is_tracing() and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in (h, w)):
+        h, w = int(h), int(w)  # torch.jit.trace gives sizes as 0-dim tensors; the trace keeps their values
+    if not all(isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in (h, w)):
+        raise TypeError(f"{op}: argument '{name}' must be a pair of ints (H, W), got {value!r}")
     if h < 1 or w < 1:
         raise ValueError(f"{op}: argument '{name}' must be positive, got {(h, w)}")
     return h, w

@@ -4,6 +4,8 @@ Precedence: an explicit ``backend=`` argument other than "auto", then the innerm
 :func:`use_backend` context, then the environment variable ``HRVIT_KERNELS_BACKEND``, then "auto"; a
 context or environment choice that an op does not offer counts as "auto" for that op.
 "auto" picks the fastest backend that can run the call: Triton on CUDA, C++ on CPU, else the reference.
+While ``torch.onnx.export`` traces a model, "auto" is the reference: ONNX has no operator for the fused
+kernels, and the reference is made of standard operators.
 """
 from __future__ import annotations
 
@@ -58,6 +60,11 @@ def choose_backend(op: str, backend: str, tensors: tuple[torch.Tensor, ...],
     requested = backend if backend != "auto" else default_backend()
     if backend == "auto" and requested not in available:
         requested = "auto"  # a process-wide choice this op does not offer (resize_sum has no Triton)
+    if torch.onnx.is_in_onnx_export():
+        if requested not in ("auto", "reference"):
+            raise RuntimeError(f"{op}: backend {requested!r} cannot be exported to ONNX (no ONNX operator "
+                               f"runs the fused kernel); export with backend 'auto' or 'reference'")
+        return "reference"
     if requested != "auto":
         check = available.get(requested)
         if check is None:

@@ -7,6 +7,7 @@ from torch import nn
 
 from hrvit_kernels.models._init import init_transformer_weights
 from hrvit_kernels.modules.atm import ATMDecoder, TransformerDecoder
+from hrvit_kernels.ops._checks import sizes_are_traced
 
 
 def semantic_map(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class ATMHead(nn.Module):
             queries, mask_logits = getattr(self, f"decoder_{i}")(queries, self._memory(i, feature))[-1]
             masks = mask_logits.unflatten(-1, tuple(grid))
             if accumulated is not None:
-                if accumulated.shape[-2:] != masks.shape[-2:]:
+                if sizes_are_traced() or accumulated.shape[-2:] != masks.shape[-2:]:  # identity at equal sizes
                     accumulated = F.interpolate(accumulated, size=masks.shape[-2:], mode="bilinear", align_corners=False)
                 masks = accumulated + masks
             accumulated = masks

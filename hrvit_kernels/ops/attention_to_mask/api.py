@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.attention_to_mask.checks import OP, check_inputs
 from hrvit_kernels.ops.attention_to_mask.reference import attention_to_mask_reference
 from hrvit_kernels.ops.attention_to_mask.registration import attention_to_mask_cpp, attention_to_mask_triton
@@ -12,6 +12,7 @@ AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "
 KERNELS = {"triton": attention_to_mask_triton, "cpp": attention_to_mask_cpp}
 
 
+@_checks.quiet_checks
 def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,
                       scale: float | None = None, backend: str = "auto"):
     """Multi-head cross-attention that also returns the head-averaged pre-softmax logits.

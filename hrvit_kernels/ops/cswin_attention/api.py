@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.cswin_attention.checks import OP, check_inputs
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
@@ -12,6 +12,7 @@ AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "
 KERNELS = {"triton": cswin_attention_triton, "cpp": cswin_attention_cpp}
 
 
+@_checks.quiet_checks
 def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, stripe_width: int,
                     head_dim: int, scale: float | None = None, backend: str = "auto") -> torch.Tensor:
     """Cross-shaped window attention on row-major tokens.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch, _triton_common
+from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch, _triton_common
 from hrvit_kernels.ops.mixcfn.checks import OP, check_inputs
 from hrvit_kernels.ops.mixcfn.registration import mix_conv_gelu_cpp, mix_conv_gelu_triton
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
@@ -12,6 +12,7 @@ AVAILABLE = {"triton": _triton_common.available, "cpp": _cpu_common.available, "
 KERNELS = {"triton": mix_conv_gelu_triton, "cpp": mix_conv_gelu_cpp}
 
 
+@_checks.quiet_checks
 def mix_conv_gelu(x: torch.Tensor, hw, weight3: torch.Tensor, bias3: torch.Tensor,
                   weight5: torch.Tensor, bias5: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """GELU(concat(dwconv3x3(first R//2 channels), dwconv5x5(the rest))) on row-major tokens.

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from hrvit_kernels.ops import _autocast, _cpu_common, _dispatch
+from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch
 from hrvit_kernels.ops.resize_sum.checks import OP, check_inputs
 from hrvit_kernels.ops.resize_sum.reference import resize_sum_reference
 from hrvit_kernels.ops.resize_sum.registration import resize_sum_cpp
@@ -13,6 +13,7 @@ from hrvit_kernels.ops.resize_sum.registration import resize_sum_cpp
 AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
 
 
+@_checks.quiet_checks
 def resize_sum(maps: Sequence[torch.Tensor], size: tuple[int, int], backend: str = "auto") -> torch.Tensor:
     """Sum of the bilinear resizes (half-pixel centres, ``F.interpolate(mode="bilinear",
     align_corners=False)``) of NCHW maps with equal batch and channels to ``size`` = (H, W).
