@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 import warnings
 from typing import Callable, Iterator, Sequence
 
@@ -85,6 +87,40 @@ def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], me
         extra = f" ({meaning})" if meaning else ""
         raise ValueError(f"{op}: argument '{name}' must have shape {tuple(expected)}{extra}, "
                          f"got {tuple(t.shape)}")
+
+
+def check_saved_lse(op: str, lse, shape: Sequence[int], meaning: str) -> None:
+    """The softmax statistics a forward op saved for its backward: float32 of the given shape (any
+    strides; the kernels read a contiguous copy)."""
+    if not isinstance(lse, torch.Tensor):
+        raise TypeError(f"{op}: argument 'lse' must be a torch.Tensor, got {type(lse).__name__}")
+    if lse.dtype != torch.float32:
+        raise TypeError(f"{op}: argument 'lse' has dtype {lse.dtype}; accepted: torch.float32 (as the "
+                        f"forward op returns it)")
+    check_shape(op, "lse", lse, shape, meaning)
+
+
+def device_memory_bytes(device: torch.device) -> int | None:
+    """The memory of the device (the machine's RAM for CPU tensors), None where unknown."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        if device.type == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        pass
+    return None
+
+
+def check_output_fits(op: str, name: str, shape: Sequence[int], like: torch.Tensor) -> None:
+    """An output whose size an argument sets must fit in the device's memory: said before any
+    allocation, naming that argument (not an overflow or allocator message from deep inside)."""
+    elements = math.prod(int(s) for s in shape)
+    size = elements * like.element_size()
+    memory = device_memory_bytes(like.device)
+    if memory is not None and size > memory:
+        raise ValueError(f"{op}: argument '{name}' gives an output of shape {tuple(int(s) for s in shape)} "
+                         f"({size / 2**30:.3g} GiB), more than the {memory / 2**30:.3g} GiB of {like.device}")
 
 
 def check_size_pair(op: str, name: str, value) -> tuple[int, int]:

@@ -25,3 +25,10 @@ def available(tensors) -> str | None:
         return None
     return f"tensors are on {t.device}; the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 on CPU)"
 
+
+
+def unit_channel_stride(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when its channels (last dim) are adjacent, else a contiguous copy. The kernels read
+    tokens through batch and token strides (slices of a projection need no copy) but channels with unit
+    stride; channel-major, expanded (stride 0) and strided-slice layouts are copied, never misread."""
+    return t if t.stride(-1) == 1 else t.contiguous()

@@ -18,6 +18,8 @@ def check_inputs(q, k, v, num_heads, scale, op: str = OP) -> None:
     _checks.check_shape(op, "v", v, k.shape, "the shape of 'k', (B, L, C)")
     if Q < 1 or k.shape[1] < 1:
         raise ValueError(f"{op}: need at least one query and one key, got Q = {Q}, L = {k.shape[1]}")
+    if C < 1:
+        raise ValueError(f"{op}: 'q', 'k' and 'v' must have at least one channel, got C = {C}")
     _checks.check_positive_int(op, "num_heads", num_heads)
     if C % num_heads:
         raise ValueError(f"{op}: the channel count C = {C} must be divisible by num_heads = {num_heads}")
@@ -40,6 +42,5 @@ def check_op_backward_inputs(op: str, grad_out, grad_mask, q, k, v, out, lse, nu
         _checks.check_shape(op, "grad_mask", grad_mask, (B, Q, k.shape[1]), "(B, Q, L)")
         named.append(("grad_mask", grad_mask))
     _checks.check_same(op, named)
-    _checks.check_tensor(op, "lse", lse, 3)
-    _checks.check_shape(op, "lse", lse, (B, num_heads, Q), "(B, num_heads, Q)")
+    _checks.check_saved_lse(op, lse, (B, num_heads, Q), "(B, num_heads, Q)")
     _checks.check_same_device(op, [("q", q), ("lse", lse)])

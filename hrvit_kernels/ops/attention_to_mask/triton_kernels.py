@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._triton_common import unit_channel_stride
 from hrvit_kernels.ops._triton_attention import (load_head_rows, load_saved_stats, online_softmax_step,
                                                  softmax_grad_tile)
 
@@ -135,13 +136,10 @@ def block_sizes(q: torch.Tensor, head_dim: int) -> dict:
     return dict(BLOCK_D=block_d, BLOCK_M=32 if (block_d > 32 and q.dtype == torch.float32) else 64, BLOCK_N=64)
 
 
-def _unit_channel_stride(t):
-    return t if t.stride(-1) == 1 else t.contiguous()
-
 
 def forward(q, k, v, num_heads: int, scale: float):
     """Returns (out (B, Q, C), mask_logits (B, Q, L)) in q's dtype and lse (B, heads, Q) fp32."""
-    q, k, v = (_unit_channel_stride(t) for t in (q, k, v))
+    q, k, v = (unit_channel_stride(t) for t in (q, k, v))
     B, Lq, C = q.shape
     Lk = k.shape[1]
     head_dim = C // num_heads
@@ -156,11 +154,12 @@ def forward(q, k, v, num_heads: int, scale: float):
 
 
 def backward(grad_out, grad_mask, q, k, v, out, lse, num_heads: int, scale: float):
-    q, k, v = (_unit_channel_stride(t) for t in (q, k, v))
+    q, k, v = (unit_channel_stride(t) for t in (q, k, v))
     B, Lq, C = q.shape
     Lk = k.shape[1]
     head_dim = C // num_heads
-    grad_out = torch.zeros_like(out) if grad_out is None else _unit_channel_stride(grad_out)
+    grad_out = torch.zeros_like(out) if grad_out is None else unit_channel_stride(grad_out)
+    lse = lse.contiguous()
     delta = (grad_out.float() * out.float()).view(B, Lq, num_heads, head_dim).sum(-1).transpose(1, 2).contiguous()
     has_gmask = grad_mask is not None
     gmask = grad_mask.contiguous() if has_gmask else delta  # any pointer when unused

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch, _triton_common
-from hrvit_kernels.ops.cswin_attention.checks import OP, check_inputs
+from hrvit_kernels.ops.cswin_attention.checks import OP, check_inputs, effective_stripe_width
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.cswin_attention.registration import cswin_attention_cpp, cswin_attention_triton
 
@@ -26,6 +26,7 @@ def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, strip
     q, k, v = _autocast.lower_precision(q, k, v)
     hw, heads, used = check_inputs(q, k, v, hw, stripe_width, head_dim, scale)
     scale = used ** -0.5 if scale is None else float(scale)
+    stripe_width = effective_stripe_width(stripe_width, *hw)
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":
         return cswin_attention_reference(q, k, v, hw, stripe_width, heads, scale)

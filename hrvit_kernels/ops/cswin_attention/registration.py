@@ -45,6 +45,7 @@ def _define(backend: str):
             head_dim: int, scale: float) -> tuple[Tensor, Tensor]:
         checks.check_op_inputs(op, q, k, v, H, W, stripe_width, heads, head_dim, scale)
         _checks.check_kernel_device(op, backend, "q", q)
+        stripe_width = checks.effective_stripe_width(stripe_width, H, W)
         return kernels().forward(q, k, v, H, W, stripe_width, heads, head_dim, scale)
 
     @fwd.register_fake
@@ -59,6 +60,7 @@ def _define(backend: str):
         checks.check_op_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, stripe_width, heads,
                                         head_dim, scale)
         _checks.check_kernel_device(op + "_bwd", backend, "q", q)
+        stripe_width = checks.effective_stripe_width(stripe_width, H, W)
         grads = kernels().backward(grad_out, q, k, v, out, lse, H, W, stripe_width, heads, head_dim, scale)
         return [g for g in grads if g is not None]
 

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._triton_common import unit_channel_stride
 from hrvit_kernels.ops._triton_attention import (load_head_rows, load_saved_stats, online_softmax_step,
                                                  softmax_grad_tile)
 
@@ -181,10 +182,14 @@ def _geometry(H: int, W: int, stripe_width: int):
     return n_h, n_v, longest
 
 
+
 def forward(q, k, v, H: int, W: int, stripe_width: int, heads: int, head_dim: int, scale: float):
     """Returns (out (B, N, C) in q's dtype, lse (B, 2 * heads, N) fp32). ``v=None`` means k is v."""
     B, N, C = q.shape
-    v = k if v is None else v
+    # The kernels read channels with unit stride (any batch and token strides): other layouts
+    # (channel-major, expanded, strided channel slices) are copied first.
+    q, k = unit_channel_stride(q), unit_channel_stride(k)
+    v = k if v is None else unit_channel_stride(v)
     out = _alloc.empty((B, N, C), q.dtype, q.device)
     lse = _alloc.empty((B, 2 * heads, N), torch.float32, q.device)
     n_h, n_v, longest = _geometry(H, W, stripe_width)
@@ -202,9 +207,9 @@ def backward(grad_out, q, k, v, out, lse, H: int, W: int, stripe_width: int, hea
     tensor and grad_v is None."""
     B, N, C = q.shape
     aliased = v is None
-    v = k if aliased else v
-    if grad_out.stride(-1) != 1:
-        grad_out = grad_out.contiguous()
+    q, k, grad_out = unit_channel_stride(q), unit_channel_stride(k), unit_channel_stride(grad_out)
+    v = k if aliased else unit_channel_stride(v)
+    lse = lse.contiguous()
     # Delta = rowsum(dO * O) per token, half and head: (B, 2 * heads, N) like lse.
     delta = (grad_out.float() * out.float()).view(B, N, 2 * heads, head_dim).sum(-1).transpose(1, 2).contiguous()
     grad_q = _alloc.empty((B, N, C), q.dtype, q.device)

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops._triton_common import unit_channel_stride
 
 # MODE of _mix_conv (constexpr globals, so the kernel may read them).
 FORWARD, PRE_ACTIVATION_GRAD, INPUT_GRAD = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
@@ -117,19 +118,19 @@ def _conv(mode, x, H, W, weight3, bias3, weight5, bias5, grad=None, out_dtype=No
     return out
 
 
-def _unit_channel_stride(t):
-    return t if t.stride(-1) == 1 else t.contiguous()
-
 
 def forward(x, H: int, W: int, weight3, bias3, weight5, bias5):
-    return _conv(FORWARD, _unit_channel_stride(x), H, W, weight3.contiguous(), bias3.contiguous(),
+    return _conv(FORWARD, unit_channel_stride(x), H, W, weight3.contiguous(), bias3.contiguous(),
                  weight5.contiguous(), bias5.contiguous())
 
 
 def backward(grad_out, x, H: int, W: int, weight3, bias3, weight5, bias5):
     B, N, R = x.shape
     split = weight3.shape[0]
-    x, grad_out = _unit_channel_stride(x), _unit_channel_stride(grad_out)
+    if x.numel() == 0:  # an empty batch: no pixels, zero parameter gradients
+        return (torch.empty_like(x, memory_format=torch.contiguous_format),
+                *(torch.zeros_like(t, memory_format=torch.contiguous_format) for t in (weight3, bias3, weight5, bias5)))
+    x, grad_out = unit_channel_stride(x), unit_channel_stride(grad_out)
     w3, b3, w5, b5 = (t.contiguous() for t in (weight3, bias3, weight5, bias5))
     # 1. grad_out * GELU'(conv(x)) in fp32;  2. the input gradient: its conv with flipped taps.
     grad_pre = _conv(PRE_ACTIVATION_GRAD, x, H, W, w3, b3, w5, b5, grad=grad_out, out_dtype=torch.float32)

@@ -23,7 +23,10 @@ def check_inputs(maps, size, op: str = OP) -> tuple[int, int]:
         if m.shape[:2] != (B, C) or m.shape[2] < 1 or m.shape[3] < 1:
             raise ValueError(f"{op}: argument '{name}' must have shape (B={B}, C={C}, h >= 1, w >= 1) "
                              f"like maps[0], got {tuple(m.shape)}")
-    return _checks.check_size_pair(op, "size", size)
+    height, width = _checks.check_size_pair(op, "size", size)
+    if not isinstance(height, torch.SymInt) and not isinstance(width, torch.SymInt):
+        _checks.check_output_fits(op, "size", (B, C, height, width), maps[0])
+    return height, width
 
 
 def check_op_backward_inputs(op: str, grad, map_height, map_width) -> None:
@@ -32,4 +35,6 @@ def check_op_backward_inputs(op: str, grad, map_height, map_width) -> None:
     if grad.shape[2] < 1 or grad.shape[3] < 1:
         raise ValueError(f"{op}: argument 'grad' must have shape (B, C, H >= 1, W >= 1), got "
                          f"{tuple(grad.shape)}")
-    _checks.check_size_pair(op, "(map_height, map_width)", (map_height, map_width))
+    map_height, map_width = _checks.check_size_pair(op, "(map_height, map_width)", (map_height, map_width))
+    if not isinstance(map_height, torch.SymInt) and not isinstance(map_width, torch.SymInt):
+        _checks.check_output_fits(op, "(map_height, map_width)", (*grad.shape[:2], map_height, map_width), grad)
