@@ -8,24 +8,8 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.testing import randn
 
-SEGVIT = dict(img_size=64, num_classes=5, decode_head=dict(embed_dims=32, num_heads=4, channels=32),
-              backbone=dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 2, 3)))
-SHRUNK = dict(SEGVIT, backbone=dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 3), shrink_idx=2))
-SETR = dict(img_size=64, num_classes=5, decode_head=dict(channels=32), auxiliary_head=dict(channels=32),
-            backbone=dict(embed_dim=64, depth=4, num_heads=4, out_indices=(0, 1, 2, 3)))
-SETR_MLA = dict(img_size=64, num_classes=5, decode_head=dict(in_channels=32, mla_channels=16),
-                auxiliary_head=dict(in_channels=32),
-                backbone=dict(embed_dim=64, depth=4, num_heads=4, out_indices=(0, 1, 2, 3), mla_channels=32))
-# One small configuration per registered family.
-FAMILIES = {
-    "hrvit_b1": dict(),
-    "hrvit_b1_segformer": dict(num_classes=5),
-    "segvit_vit_l_ade20k": SEGVIT,
-    "segvit_shrunk_vit_l_ade20k": SHRUNK,
-    "setr_naive_vit_l": SETR,
-    "setr_pup_vit_l": SETR,
-    "setr_mla_vit_l": SETR_MLA,
-}
+from tiny_models import FAMILIES, output_tensors
+
 # Ceiling on the relative L2 errors of PyTorch's own ops under bf16 autocast (the reference backend).
 # bf16 keeps 8 bits of mantissa, and train-mode BatchNorm over few values amplifies them: HRViT's
 # stride-32 maps at 64 x 64 pixels give BatchNorm 8 values a channel and gradient errors of 0.7, so
@@ -34,19 +18,11 @@ REFERENCE_CEILING = 0.4
 INPUT_SIZE = {"hrvit_b1": 128, "hrvit_b1_segformer": 128}
 
 
-def _tensors(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in _tensors(v)]
-    return [t for v in out for t in _tensors(v)]
-
-
 def _run(model, x, autocast: bool):
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)  # the same dropout and drop-path draws in both runs
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        outs = _tensors(model(x))
+        outs = output_tensors(model(x))
     g = torch.Generator().manual_seed(2)
     loss = sum((o.float() * torch.randn(o.shape, generator=g)).sum() for o in outs)
     loss.backward()

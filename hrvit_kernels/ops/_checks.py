@@ -114,12 +114,15 @@ def device_memory_bytes(device: torch.device) -> int | None:
 
 def check_output_fits(op: str, name: str, shape: Sequence[int], like: torch.Tensor) -> None:
     """An output whose size an argument sets must fit in the device's memory: said before any
-    allocation, naming that argument (not an overflow or allocator message from deep inside)."""
-    elements = math.prod(int(s) for s in shape)
+    allocation, naming that argument (not an overflow or allocator message from deep inside). Skipped
+    under torch.compile and for symbolic sizes, where reading the size would fix the graph to it."""
+    if torch.compiler.is_compiling() or any(isinstance(s, torch.SymInt) for s in shape):
+        return
+    elements = math.prod([int(s) for s in shape])
     size = elements * like.element_size()
     memory = device_memory_bytes(like.device)
     if memory is not None and size > memory:
-        raise ValueError(f"{op}: argument '{name}' gives an output of shape {tuple(int(s) for s in shape)} "
+        raise ValueError(f"{op}: argument '{name}' gives an output of shape {tuple(shape)} "
                          f"({size / 2**30:.3g} GiB), more than the {memory / 2**30:.3g} GiB of {like.device}")
 
 

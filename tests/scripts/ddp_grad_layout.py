@@ -1,0 +1,33 @@
+"""Run under torchrun (gloo) with an output folder: two backward passes of small models under
+DistributedDataParallel; each rank writes the warnings raised, per model and backend, to rank<N>.json there."""
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+import hrvit_kernels as hk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_models import FAMILIES, output_tensors  # noqa: E402
+
+dist.init_process_group("gloo")
+rows = []
+for name in ("hrvit_b1_segformer", "segvit_vit_l_ade20k", "setr_mla_vit_l"):
+    for backend in ("reference", "auto"):
+        torch.manual_seed(0)
+        # SETR-MLA's heads keep mmseg's unused conv_seg (in the released checkpoints), so DDP must be told.
+        model = DistributedDataParallel(hk.create_model(name, **FAMILIES[name]),
+                                        find_unused_parameters=name == "setr_mla_vit_l")
+        with hk.use_backend(backend), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                outs = output_tensors(model(torch.randn(1, 3, 64, 64)))  # auxiliary heads too
+                sum(o.float().square().mean() for o in outs).backward()
+        messages = [str(w.message).splitlines()[0] for w in caught]
+        rows.append({"model": name, "backend": backend, "warnings": messages})
+(Path(sys.argv[1]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(rows))
+dist.destroy_process_group()

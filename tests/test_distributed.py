@@ -1,0 +1,27 @@
+"""DistributedDataParallel on two gloo processes: no warnings, in particular none about gradient strides
+(convolutions on channels-last inputs returned depthwise-weight gradients with other strides on size-1
+dims, and DDP compared them literally, on every parameter of the kind)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_grad_layout.py"
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
+def test_ddp_backward_raises_no_warnings(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(SCRIPT), str(tmp_path)], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in range(2):
+        rows = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert len(rows) == 3 * 2  # models x backends
+        for row in rows:
+            assert row["warnings"] == [], row
