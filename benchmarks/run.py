@@ -34,6 +34,7 @@ from hrvit_kernels.ops.cswin_attention.registration import stripe_attention_macs
 from hrvit_kernels.ops.mixcfn import api as mix_api  # noqa: E402
 from hrvit_kernels.ops.mixcfn.registration import mix_conv_macs  # noqa: E402
 from hrvit_kernels.ops.resize_sum import api as resize_api  # noqa: E402
+from hrvit_kernels.testing import on_backend  # noqa: E402
 from plot import speedup_svg  # noqa: E402
 
 OPS = {"cswin_attention": cswin_api, "mix_conv_gelu": mix_api, "attention_to_mask": atm_api,
@@ -168,17 +169,18 @@ def release_style_gmacs(name: str, size: int) -> float:
     """Multiply-adds (G) of one size x size image, counted as the release was measured: fvcore rules,
     reference math (padded stripes included), segmentors up to the decode head's output."""
     model = hk.create_model(name).eval()
-    with hk.use_backend("reference"):
+    with on_backend(model, "reference"):
         macs = count_macs(model, torch.randn(1, 3, size, size), getattr(model, "encode_decode", None))
     return macs.total / 1e9
 
 
 PEAK_RSS_SCRIPT = """
 import resource, sys, torch, hrvit_kernels as hk
+from hrvit_kernels.testing import on_backend
 name, backend, size, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 model = hk.create_model(name).train()
 x = torch.randn(batch, 3, size, size)
-with hk.use_backend(backend):
+with on_backend(model, backend):
     out = model(x)
     (out["pred"] if isinstance(out, dict) else out).float().mean().backward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -212,7 +214,7 @@ def bench_model(name, args, device, dtype, progress):
 
     def under(backend, fn):
         def run():
-            with hk.use_backend(backend):
+            with on_backend(model, backend):
                 return fn()
         return run
 

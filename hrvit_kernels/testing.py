@@ -1,14 +1,27 @@
 """Tolerance rules, input factories and shared assertions for tests and benchmarks."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
+from torch import nn
+
+from hrvit_kernels.modules.release_ops import release_ops
+from hrvit_kernels.ops import use_backend
 
 # Fixed tolerances for fp32 kernels against the fp32 reference (atol, rtol).
 FP32_TOL = (2e-5, 2e-5)
 # Floor added to the low-precision rule below, per dtype.
 LOW_PRECISION_FLOOR = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 1e-5}
+
+
+@contextlib.contextmanager
+def on_backend(model: nn.Module, backend: str) -> Iterator[nn.Module]:
+    """The model as tests and benchmarks compare it: on "reference", the release's sequence of ops on the
+    reference kernels (the release itself); on any other backend, the package's rewrites on its kernels."""
+    with use_backend(backend), release_ops(model, backend == "reference"):
+        yield model
 
 
 def randn(*shape, dtype=torch.float32, device="cpu", requires_grad=False, scale=1.0,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from hrvit_kernels.testing import randn
+from hrvit_kernels.testing import on_backend, randn
 
 from tiny_models import FAMILIES, output_tensors
 
@@ -36,7 +36,7 @@ def _rel(a, b):
 def _errors(model, x, backend):
     """Relative L2 errors of the outputs (worst one) and of all parameter gradients together, bf16
     autocast against float32, on one backend."""
-    with hk.use_backend(backend):
+    with on_backend(model, backend):
         expected, expected_grads = _run(model, x, autocast=False)
         actual, grads = _run(model, x, autocast=True)
     assert len(actual) == len(expected) and grads.keys() == expected_grads.keys()

@@ -8,7 +8,7 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models.published import PUBLISHED
-from hrvit_kernels.testing import assert_as_accurate_as_reference, randn
+from hrvit_kernels.testing import assert_as_accurate_as_reference, on_backend, randn
 
 from release_keys import model_keys, released_keys
 from tiny_models import FAMILIES, output_tensors, with_cp
@@ -57,7 +57,7 @@ def test_multiply_adds_reproduce_the_release_within_one_percent(name):
     model, figures = hk.create_model(name), PUBLISHED[name]
     assert figures["params"] == {**BACKBONE_PARAMS, **SEGFORMER_PARAMS}[name]
     x = torch.randn(1, 3, figures["size"], figures["size"])
-    with hk.use_backend("reference"):
+    with on_backend(model, "reference"):
         macs = count_macs(model, x, getattr(model, "encode_decode", None)).total
     assert abs(macs / 1e9 / figures["release_gmacs"] - 1) < 0.01
 
@@ -99,7 +99,7 @@ def test_backends_agree_on_a_whole_model():
             torch.nn.init.normal_(m.attn_bn.weight)
     x = randn(1, 3, 64, 96)
     with torch.no_grad():
-        with hk.use_backend("reference"):
+        with on_backend(model, "reference"):
             expected = model(x)
         actual = model(x)  # auto
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
@@ -152,7 +152,7 @@ def test_training_step_runs_on_every_backend():
     model = hk.create_model("hrvit_b1_segformer", num_classes=5).train()
     x, label = randn(2, 3, 64, 64), torch.randint(0, 5, (2, 64, 64))
     for backend in ("reference", "auto"):
-        with hk.use_backend(backend):
+        with on_backend(model, backend):
             loss = torch.nn.functional.cross_entropy(model(x), label)
             model.zero_grad()
             loss.backward()
@@ -191,7 +191,7 @@ def test_segformer_head_folded_fusion_equals_the_release_sequence(training):
     maps = [randn(2, c, s, s + 1).requires_grad_() for c, s in zip([8, 16, 24, 32], [17, 9, 5, 3])]
     results = []
     for backend in ("reference", "auto"):
-        with hk.use_backend(backend):
+        with on_backend(head, backend):
             out = head(maps)
         grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
                                     maps + list(head.parameters()))
@@ -206,7 +206,7 @@ def test_segformer_head_folded_fusion_equals_the_release_sequence(training):
 
 @pytest.mark.parametrize("channels", [32, 48, 96, 128])
 def test_des_dense_form_equals_the_factored_form(channels):
-    """Outside the reference backend DES runs as two dense Kronecker-product linears on small channel
+    """Off the reference backend DES's op runs as two dense Kronecker-product linears on small channel
     counts; outputs and the gradients of the input and all four parameters must equal the factored form."""
     torch.manual_seed(0)
     # float64: the two forms sum in different orders, and float32 rounding of the parameter gradients
@@ -216,15 +216,17 @@ def test_des_dense_form_equals_the_factored_form(channels):
         torch.nn.init.normal_(p)
     x = randn(2, 37, channels, dtype=torch.float64).requires_grad_()
     weights = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).view_as(x)
+    params = [des.proj_right.weight, des.proj_right.bias, des.proj_left.weight, des.proj_left.bias]
     results = []
-    for forward in (des.forward, des.forward_dense):
-        with hk.use_backend("reference"):
-            out = forward(x)
-        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *des.parameters()])))
+    for backend in ("reference", "auto"):
+        out = hk.ops.kronecker_mlp(x, des.k, des.p, *params, backend=backend)
+        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *params])))
     (expected, expected_grads), (actual, actual_grads) = results
     torch.testing.assert_close(actual, expected, atol=1e-10, rtol=1e-10)
     for a, e in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, e, atol=1e-10, rtol=1e-10)
+    with hk.release_ops(des, True):  # the module's release switch runs the factored form
+        torch.testing.assert_close(des(x), expected, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -247,7 +249,7 @@ def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(tr
 
     def run(module, backend, dtype):
         inp = x.detach().to(dtype).requires_grad_()
-        with hk.use_backend(backend):
+        with on_backend(module, backend):
             out = module(inp, 5, 7)
         return out, torch.autograd.grad((out * weights.to(dtype)).sum(), [inp, *module.parameters()])
 
@@ -258,5 +260,5 @@ def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(tr
     names = ["x"] + [name for name, _ in attn.named_parameters()]
     for name, a, e, g in zip(names, actual_grads, expected_grads, exact_grads):
         assert_as_accurate_as_reference(a, e, g, f"grad of {name}", 4.0, 1e-6 * g.abs().max().item())
-    with torch.no_grad(), hk.use_backend("auto"):  # the in-place Hardswish path
+    with torch.no_grad(), on_backend(attn, "auto"):  # the in-place Hardswish path
         torch.testing.assert_close(attn(x, 5, 7), expected, atol=1e-5, rtol=1e-4)

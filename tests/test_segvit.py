@@ -8,7 +8,7 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models import ATMLoss
-from hrvit_kernels.testing import randn
+from hrvit_kernels.testing import on_backend, randn
 
 from release_keys import model_keys, released_keys
 
@@ -32,7 +32,7 @@ def test_released_keys_shapes_and_parameter_counts(name, keys, params):
                                               ("segvit_shrunk_vit_l_coco_stuff", 512, 224.8)])
 def test_multiply_adds_match_the_release_within_one_percent(name, size, gflops):
     model = hk.create_model(name)
-    with hk.use_backend("reference"):
+    with on_backend(model, "reference"):
         macs = count_macs(model, torch.randn(1, 3, size, size)).total
     assert abs(macs / 1e9 / gflops - 1) < 0.01
 
@@ -59,7 +59,7 @@ def test_backends_agree_on_segvit():
     model = hk.create_model("segvit_vit_l_ade20k", backbone=TINY_BACKBONE, **TINY).eval()
     x = randn(1, 3, 64, 64)
     with torch.no_grad():
-        with hk.use_backend("reference"):
+        with on_backend(model, "reference"):
             expected = model(x)
         torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
 

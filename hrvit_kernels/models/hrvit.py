@@ -16,8 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
-from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN
-from hrvit_kernels.ops import _dispatch
+from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN, use_release_ops
 from hrvit_kernels.ops._checks import quiet_under_tracing
 
 STEM_WIDTH = 64
@@ -102,6 +101,7 @@ class HRViTStage(nn.Module):
                           for j in range(blocks[b]))
             for b in range(len(widths)))
         self.norm = nn.ModuleList(nn.LayerNorm(w) for w in widths)
+        self.release_ops = use_release_ops()
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         outs = []
@@ -114,7 +114,7 @@ class HRViTStage(nn.Module):
                 else:
                     tokens = blk(tokens, H, W)
             maps_out = norm(tokens).transpose(1, 2).reshape(B, -1, H, W)  # a channels-last view
-            if _dispatch.default_backend() != "reference":
+            if not self.release_ops:
                 # One NCHW copy here instead of one inside every convolution and upsampling of the
                 # fusion block that reads this map (they copy channels-last inputs to NCHW each time).
                 maps_out = maps_out.contiguous()

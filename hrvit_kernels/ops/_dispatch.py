@@ -49,6 +49,13 @@ def default_backend() -> str:
     return _check_name(os.environ.get(ENV_VAR, "auto"), f"environment variable {ENV_VAR}")
 
 
+def reference_requested(op: str, backend: str) -> bool:
+    """For ops made of PyTorch calls whose faster form depends on the device or sizes (no kernel of
+    their own): whether the reference form is asked for, by ``backend`` or the process-wide choice."""
+    _check_name(backend, f"{op}: argument 'backend'")
+    return (backend if backend != "auto" else default_backend()) == "reference"
+
+
 # An availability check returns None when the backend can run the call, else the reason it cannot.
 Availability = Callable[[tuple[torch.Tensor, ...]], "str | None"]
 

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import hrvit_kernels as hk
+from hrvit_kernels.testing import on_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tiny_models import FAMILIES, output_tensors  # noqa: E402
@@ -22,7 +23,7 @@ for name in ("hrvit_b1_segformer", "segvit_vit_l_ade20k", "setr_mla_vit_l"):
         # SETR-MLA's heads keep mmseg's unused conv_seg (in the released checkpoints), so DDP must be told.
         model = DistributedDataParallel(hk.create_model(name, **FAMILIES[name]),
                                         find_unused_parameters=name == "setr_mla_vit_l")
-        with hk.use_backend(backend), warnings.catch_warnings(record=True) as caught:
+        with on_backend(model, backend), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _ in range(2):
                 outs = output_tensors(model(torch.randn(1, 3, 64, 64)))  # auxiliary heads too

@@ -1,0 +1,3 @@
+from hrvit_kernels.ops.pointwise_conv.api import pointwise_conv
+
+__all__ = ["pointwise_conv"]
