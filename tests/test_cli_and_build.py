@@ -1,11 +1,14 @@
 """The benchmark entry point on a tiny configuration, and facts about the compiled extension."""
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+import torch
 
 import hrvit_kernels as hk
 
@@ -63,7 +66,6 @@ def test_benchmark_report_goes_to_an_ignored_folder_by_default():
     default = run.parse_args([]).out
     assert default == ROOT / "benchmarks" / "out"
     if (ROOT / ".git").exists():
-        import subprocess
         ignored = subprocess.run(["git", "check-ignore", "-q", str(default / "cpu-2core.json")], cwd=ROOT)
         assert ignored.returncode == 0, "benchmarks/out is not ignored by git"
 
@@ -121,3 +123,19 @@ def test_extension_is_built_with_openmp():
     from hrvit_kernels import _C
 
     assert _C.has_openmp
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the run without CUDA")
+def test_gpu_session_script_exits_cleanly_without_cuda(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA device here" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+def test_gpu_checks_run_on_cpu():
+    """The GPU session's memcheck cases, on CPU (Triton in its interpreter): the script itself works."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py"), "memcheck", "--device",
+                             "cpu"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert result.returncode == 0 and "memcheck cases ran" in result.stdout, result.stderr[-2000:]
