@@ -119,14 +119,16 @@ def _reference_atm(q, k, v, heads):
     return attention_to_mask_reference(q, k, v, heads, (q.shape[-1] // heads) ** -0.5)
 
 
+# The uncompiled callables: "compile" is torch.compile of the op's reference.
+BASELINES = {
+    "cswin_attention": {"compile": _reference_cswin, "sdpa": sdpa_cswin, "flex": flex_cswin},
+    "mix_conv_gelu": {"compile": mix_conv_gelu_reference},
+    "attention_to_mask": {"compile": _reference_atm},
+    "resize_sum": {"compile": resize_sum_reference},
+}
+
+
 def baseline(op: str, name: str):
     """The callable for baseline ``name`` of ``op`` with the op's public signature, or None."""
-    if op == "cswin_attention":
-        return {"compile": _compiled(_reference_cswin), "sdpa": sdpa_cswin, "flex": flex_cswin}.get(name)
-    if op == "mix_conv_gelu":
-        return {"compile": _compiled(mix_conv_gelu_reference)}.get(name)
-    if op == "attention_to_mask":
-        return {"compile": _compiled(_reference_atm)}.get(name)
-    if op == "resize_sum":
-        return {"compile": _compiled(resize_sum_reference)}.get(name)
-    return None
+    fn = BASELINES.get(op, {}).get(name)
+    return _compiled(fn) if fn is not None and name == "compile" else fn

@@ -26,20 +26,10 @@ from harness import (Progress, device_slug, environment, load_per_core, measure,
                      noise_warnings, noisy, speedups, write_atomically)
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
-from hrvit_kernels.ops import _dispatch  # noqa: E402
-from hrvit_kernels.ops.attention_to_mask import api as atm_api  # noqa: E402
-from hrvit_kernels.ops.attention_to_mask.registration import attention_to_mask_macs  # noqa: E402
-from hrvit_kernels.ops.cswin_attention import api as cswin_api  # noqa: E402
-from hrvit_kernels.ops.cswin_attention.registration import stripe_attention_macs  # noqa: E402
-from hrvit_kernels.ops.mixcfn import api as mix_api  # noqa: E402
-from hrvit_kernels.ops.mixcfn.registration import mix_conv_macs  # noqa: E402
-from hrvit_kernels.ops.resize_sum import api as resize_api  # noqa: E402
+from hrvit_kernels.flops import op_flops  # noqa: E402
 from hrvit_kernels.testing import on_backend  # noqa: E402
+from op_table import OPS  # noqa: E402
 from plot import speedup_svg  # noqa: E402
-
-OPS = {"cswin_attention": cswin_api, "mix_conv_gelu": mix_api, "attention_to_mask": atm_api,
-       "resize_sum": resize_api}
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,7 +64,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def model_backends(requested, device) -> list[str]:
+def model_backends(requested) -> list[str]:
     if requested:
         return requested
     # Whole models mix ops; "auto" uses every fused kernel that applies, "reference" none.
@@ -82,7 +72,7 @@ def model_backends(requested, device) -> list[str]:
 
 
 def op_backends(op: str, requested, tensors) -> list[str]:
-    available = OPS[op].AVAILABLE
+    available = OPS[op].available
     # On CPU tensors Triton runs only in its interpreter, a test tool far slower than any backend:
     # timed only when asked for by name.
     default = [b for b in available if b != "reference" and (b != "triton" or tensors[0].is_cuda)]
@@ -93,47 +83,20 @@ def op_backends(op: str, requested, tensors) -> list[str]:
 def make_op_inputs(case: OpCase, device, dtype, requires_grad: bool):
     """(inputs, call): call(impl) runs the op on the inputs with backend ``impl`` (a name) or with a
     baseline callable of the op's signature."""
-    s = case.shape
     r = lambda *shape: torch.randn(*shape, device=device, dtype=dtype).requires_grad_(requires_grad)  # noqa: E731
-    if case.op == "cswin_attention":
-        q, v = r(s["B"], s["H"] * s["W"], s["C"]), r(s["B"], s["H"] * s["W"], s["C"])
-        inputs, args, op = (q, v), (q, v, v, (s["H"], s["W"]), s["stripe_width"], s["head_dim"]), hk.cswin_attention
-    elif case.op == "mix_conv_gelu":
-        R, split = s["R"], s["R"] // 2
-        inputs = (r(s["B"], s["H"] * s["W"], R), r(split, 1, 3, 3), r(split), r(R - split, 1, 5, 5), r(R - split))
-        args, op = (inputs[0], (s["H"], s["W"]), *inputs[1:]), hk.mix_conv_gelu
-    elif case.op == "resize_sum":
-        inputs = tuple(r(s["B"], s["C"], h, w) for h, w in s["sizes"])
-        args, op = (list(inputs), s["size"]), hk.resize_sum
-    else:
-        inputs = (r(s["B"], s["Q"], s["C"]), r(s["B"], s["L"], s["C"]), r(s["B"], s["L"], s["C"]))
-        args, op = (*inputs, s["heads"]), hk.attention_to_mask
-    return inputs, lambda impl: op(*args, backend=impl) if isinstance(impl, str) else impl(*args)
+    op = OPS[case.op]
+    inputs, args = op.make_inputs(case.shape, r)
+    return inputs, lambda impl: op.function(*args, backend=impl) if isinstance(impl, str) else impl(*args)
 
 
-def minimal_traffic_bytes(case: OpCase, dtype) -> int:
-    """Each input read once and each output written once (k = v read once for the stripe attention)."""
-    s, size = case.shape, torch.finfo(dtype).bits // 8
-    if case.op == "cswin_attention":
-        return 3 * s["B"] * s["H"] * s["W"] * s["C"] * size
-    if case.op == "mix_conv_gelu":
-        return 2 * s["B"] * s["H"] * s["W"] * s["R"] * size
-    if case.op == "resize_sum":
-        return s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]) * size
-    return (2 * s["B"] * s["Q"] * s["C"] + 2 * s["B"] * s["L"] * s["C"] + s["B"] * s["Q"] * s["L"]) * size
-
-
-def forward_flops(case: OpCase) -> int | None:
-    """Floating-point operations of the forward (2 per multiply-add, real tokens only, as the ops' FLOP
-    formulas count them); None for resize_sum, whose time is memory traffic."""
-    s = case.shape
-    if case.op == "cswin_attention":
-        return 2 * stripe_attention_macs(s["B"], s["H"], s["W"], s["C"], s["stripe_width"])
-    if case.op == "mix_conv_gelu":
-        return 2 * mix_conv_macs((s["B"], s["H"] * s["W"], s["R"]), s["R"] // 2)
-    if case.op == "attention_to_mask":
-        return 2 * attention_to_mask_macs(s["B"], s["Q"], s["L"], s["C"])
-    return None
+def forward_flops(case: OpCase, call) -> int | None:
+    """FLOPs of the forward as the op's custom op declares them (real tokens only), read from PyTorch's
+    FLOP counter on the default backend; None for ops whose time is memory traffic, or where no custom
+    op runs (the extension is not built)."""
+    if not OPS[case.op].compute_bound:
+        return None
+    with torch.no_grad():
+        return op_flops(lambda: call("auto")) or None
 
 
 def matmul_gflops(device, dtype) -> float:
@@ -210,7 +173,7 @@ def bench_model(name, args, device, dtype, progress):
         row["macs_size"] = PUBLISHED.get(name, {}).get("size", args.size)
         row["gmacs"] = release_style_gmacs(name, row["macs_size"])
         progress.step(f"{name}: {row['params'] / 1e6:.2f} M params, {row['gmacs']:.2f} GMACs at {row['macs_size']}")
-    backends = model_backends(args.backends, device)
+    backends = model_backends(args.backends)
 
     def under(backend, fn):
         def run():
@@ -266,7 +229,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
         except NotImplementedError as exc:  # flex_attention has no CPU backward
             row.setdefault("notes", {})[label] = f"no backward: {exc}"
     fwd_bwd = measure_interleaved(train_steps, device, args.warmup, args.op_repeats)
-    flops = forward_flops(case)
+    flops = forward_flops(case, call)
     for label in impls:
         entry = {"forward": fwd[label]}
         if label in fwd_bwd:
@@ -277,7 +240,8 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
                 train_steps[label]()
                 torch.cuda.synchronize(device)
                 entry["peak_memory_fwd_bwd_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-            gbs = minimal_traffic_bytes(case, dtype) / (fwd[label]["median_ms"] * 1e-3) / 1e9
+            traffic = OPS[case.op].minimal_traffic(case.shape) * torch.finfo(dtype).bits // 8
+            gbs = traffic / (fwd[label]["median_ms"] * 1e-3) / 1e9
             entry["forward_gbs"] = gbs
             entry["forward_share_of_copy_bandwidth"] = gbs / copy_gbs
         if flops:
@@ -365,7 +329,7 @@ def main(argv=None) -> dict:
     op_cases += [c for (h, w) in op_sizes for c in segformer_resize_cases(args.op_variants, h, w, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
-    backends_per_model = len(model_backends(args.backends, device))
+    backends_per_model = len(model_backends(args.backends))
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases))
     load_before = load_per_core()

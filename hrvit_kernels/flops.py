@@ -4,7 +4,8 @@ Counted, as fvcore counts them: matrix products (mm, addmm, bmm, baddbmm, attent
 scaled_dot_product_attention), convolutions (without bias), and fvcore's per-element charges for
 normalisation (LayerNorm 5 per element with affine, BatchNorm in eval 2, in training 5) and resampling
 (nearest 1, bilinear 4 per output element). Other element-wise ops (activations, softmax, additions)
-are free. The package's custom ops report their own multiply-adds (``CUSTOM_OP_MACS``).
+are free. The package's custom ops declare their multiply-adds once, with :func:`register_op_macs`, which
+feeds both this counter and PyTorch's ``FlopCounterMode`` (2 FLOPs per multiply-add).
 """
 from __future__ import annotations
 
@@ -85,8 +86,52 @@ ATEN_MACS: dict = {
     aten.upsample_bilinear2d.vec: _per_output(4),
 }
 
-# Custom ops of this package register their multiply-add formula here: fn(args, out) -> int.
+# Filled by register_op_macs: the custom op's overload -> fn(args, out) -> multiply-adds.
 CUSTOM_OP_MACS: dict[object, Callable] = {}
+
+
+def _shapes(value):
+    """Tensors (also inside lists) replaced by their shapes, as FlopCounterMode hands them to formulas."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shapes(v) for v in value)
+    return value
+
+
+def _named_formula(op, macs: Callable[..., int]) -> Callable[..., int]:
+    """macs(**arguments by schema name) as a function of the op's positional and keyword arguments."""
+    names = [argument.name for argument in op.default._schema.arguments]
+
+    def formula(*args, **kwargs) -> int:
+        return int(macs(**dict(zip(names, args)), **kwargs))
+    return formula
+
+
+def register_op_macs(op, macs: Callable[..., int], backward_op=None,
+                     backward_macs: Callable[..., int] | None = None) -> None:
+    """Declare a custom op's multiply-adds once: ``macs`` takes the op's arguments by their schema names,
+    tensors given as shapes, and returns multiply-adds. It feeds :class:`MacCounter` (forward only, as
+    fvcore counts) and ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add), as does
+    ``backward_macs`` for ``backward_op``."""
+    forward = _named_formula(op, macs)
+    CUSTOM_OP_MACS[op.default] = lambda args, out: forward(*_shapes(tuple(args)))
+    torch.utils.flop_counter.register_flop_formula(op)(
+        lambda *args, out_shape=None, **kwargs: 2 * forward(*args, **kwargs))
+    if backward_op is not None:
+        backward = _named_formula(backward_op, backward_macs)
+        torch.utils.flop_counter.register_flop_formula(backward_op)(
+            lambda *args, out_shape=None, **kwargs: 2 * backward(*args, **kwargs))
+
+
+def op_flops(fn: Callable[[], object], namespace: str = "hrvit") -> int:
+    """FLOPs that the custom ops of ``namespace`` declare for one call of fn (FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    counts = counter.get_flop_counts().get("Global", {})
+    return sum(n for op, n in counts.items() if str(op).startswith(f"{namespace}."))
 
 
 class MacCounter(TorchDispatchMode):

@@ -11,7 +11,7 @@ import torch
 import torch.utils.flop_counter
 from torch import Tensor
 
-from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.flops import register_op_macs
 from hrvit_kernels.ops import _checks
 from hrvit_kernels.ops.attention_to_mask import checks
 
@@ -68,18 +68,15 @@ def _define(backend: str):
 
     fwd.register_autograd(backward, setup_context=setup_context)
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"attention_to_mask_{backend}"))
-    def _flops(q_shape, k_shape, *args, **kwargs) -> int:
-        return 2 * attention_to_mask_macs(q_shape[0], q_shape[1], k_shape[1], q_shape[2])
+    def macs(q, k, **_) -> int:
+        return attention_to_mask_macs(q[0], q[1], k[1], q[2])
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"attention_to_mask_{backend}_bwd"))
-    def _flops_bwd(grad_shape, grad_mask_shape, q_shape, k_shape, *args, **kwargs) -> int:
-        # Recomputed q k^T, then dV, dP, dQ and dK: five products of the forward's size.
-        return 5 * attention_to_mask_macs(q_shape[0], q_shape[1], k_shape[1], q_shape[2])
+    def backward_macs(q, k, **_) -> int:
+        # Recomputed q k^T, then dV, dP, dQ and dK: five products, each half of the forward's two.
+        return 5 * (attention_to_mask_macs(q[0], q[1], k[1], q[2]) // 2)
 
-    CUSTOM_OP_MACS[getattr(torch.ops.hrvit, f"attention_to_mask_{backend}").default] = (
-        lambda args, out: attention_to_mask_macs(args[0].shape[0], args[0].shape[1], args[1].shape[1],
-                                                 args[0].shape[2]))
+    register_op_macs(getattr(torch.ops.hrvit, f"attention_to_mask_{backend}"), macs,
+                     getattr(torch.ops.hrvit, f"attention_to_mask_{backend}_bwd"), backward_macs)
     return fwd
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.utils.flop_counter
 from torch import Tensor
 
-from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.flops import register_op_macs
 from hrvit_kernels.ops import _checks
 from hrvit_kernels.ops.cswin_attention import checks
 
@@ -83,18 +83,15 @@ def _define(backend: str):
 
     fwd.register_autograd(backward, setup_context=setup_context)
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"cswin_attention_{backend}"))
-    def _flops(q_shape, k_shape, v_shape, H, W, stripe_width, *args, **kwargs) -> int:
-        return 2 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
+    def macs(q, H, W, stripe_width, **_) -> int:
+        return stripe_attention_macs(q[0], H, W, q[2], stripe_width)
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"cswin_attention_{backend}_bwd"))
-    def _flops_bwd(grad_shape, q_shape, k_shape, v_shape, out_shape, lse_shape, H, W, stripe_width,
-                   *args, **kwargs) -> int:
-        # Recomputed q k^T, then dV, dP, dQ and dK: five products of the forward's size.
-        return 5 * stripe_attention_macs(q_shape[0], H, W, q_shape[2], stripe_width)
+    def backward_macs(q, H, W, stripe_width, **_) -> int:
+        # Recomputed q k^T, then dV, dP, dQ and dK: five products, each half of the forward's two.
+        return 5 * (stripe_attention_macs(q[0], H, W, q[2], stripe_width) // 2)
 
-    CUSTOM_OP_MACS[getattr(torch.ops.hrvit, f"cswin_attention_{backend}").default] = (
-        lambda args, out: stripe_attention_macs(args[0].shape[0], args[3], args[4], args[0].shape[2], args[5]))
+    register_op_macs(getattr(torch.ops.hrvit, f"cswin_attention_{backend}"), macs,
+                     getattr(torch.ops.hrvit, f"cswin_attention_{backend}_bwd"), backward_macs)
     return fwd
 
 

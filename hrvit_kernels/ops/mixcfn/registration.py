@@ -10,7 +10,7 @@ import torch
 import torch.utils.flop_counter
 from torch import Tensor
 
-from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.flops import register_op_macs
 from hrvit_kernels.ops import _checks
 from hrvit_kernels.ops.mixcfn import checks
 
@@ -67,17 +67,15 @@ def _define(backend: str):
 
     fwd.register_autograd(backward, setup_context=setup_context)
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"mix_conv_gelu_{backend}"))
-    def _flops(x_shape, H, W, weight3_shape, *args, **kwargs) -> int:
-        return 2 * mix_conv_macs(x_shape, weight3_shape[0])
+    def macs(x, weight3, **_) -> int:
+        return mix_conv_macs(x, weight3[0])
 
-    @torch.utils.flop_counter.register_flop_formula(getattr(torch.ops.hrvit, f"mix_conv_gelu_{backend}_bwd"))
-    def _flops_bwd(grad_shape, x_shape, H, W, weight3_shape, *args, **kwargs) -> int:
+    def backward_macs(x, weight3, **_) -> int:
         # Recomputed forward conv, input gradient and weight gradient: three convolutions' worth.
-        return 3 * 2 * mix_conv_macs(x_shape, weight3_shape[0])
+        return 3 * mix_conv_macs(x, weight3[0])
 
-    CUSTOM_OP_MACS[getattr(torch.ops.hrvit, f"mix_conv_gelu_{backend}").default] = (
-        lambda args, out: mix_conv_macs(args[0].shape, args[3].shape[0]))
+    register_op_macs(getattr(torch.ops.hrvit, f"mix_conv_gelu_{backend}"), macs,
+                     getattr(torch.ops.hrvit, f"mix_conv_gelu_{backend}_bwd"), backward_macs)
     return fwd
 
 

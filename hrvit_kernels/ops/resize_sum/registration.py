@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hrvit_kernels.flops import CUSTOM_OP_MACS
+from hrvit_kernels.flops import register_op_macs
 from hrvit_kernels.ops import _checks
 from hrvit_kernels.ops.resize_sum import checks, cpu
 
@@ -54,9 +54,11 @@ def _backward(ctx, grad):
 resize_sum_cpp.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _macs(args, out) -> int:
-    resized = sum(1 for m in args[0] if tuple(m.shape[2:]) != tuple(out.shape[2:]))
-    return BILINEAR_MACS_PER_OUTPUT * out.numel() * resized
+def _macs(maps, height, width) -> int:
+    """fvcore's bilinear charge per output element, for each map that is resized."""
+    batch, channels = maps[0][:2]
+    resized = sum(1 for shape in maps if tuple(shape[2:]) != (height, width))
+    return BILINEAR_MACS_PER_OUTPUT * batch * channels * height * width * resized
 
 
-CUSTOM_OP_MACS[torch.ops.hrvit.resize_sum_cpp.default] = _macs
+register_op_macs(torch.ops.hrvit.resize_sum_cpp, _macs)

@@ -1,0 +1,59 @@
+"""What the report needs to know of each op, in one table: its public function and backends, the inputs of
+a case (from the shape dict of cases.py), the least memory traffic of a call and whether its time is
+compute (a FLOP rate is reported) or memory traffic."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import hrvit_kernels as hk
+from hrvit_kernels.ops.attention_to_mask import api as atm_api
+from hrvit_kernels.ops.cswin_attention import api as cswin_api
+from hrvit_kernels.ops.mixcfn import api as mix_api
+from hrvit_kernels.ops.resize_sum import api as resize_api
+
+
+@dataclass(frozen=True)
+class BenchOp:
+    function: Callable                      # the public op, called with backend=
+    available: dict                         # backend -> availability check (the op's api.AVAILABLE)
+    # (shape dict, r(*sizes) -> random tensor) -> (tensors to differentiate, the op's arguments)
+    make_inputs: Callable[[dict, Callable], tuple[tuple, tuple]]
+    # elements read once and written once by one call (each input and output), for bandwidth shares
+    minimal_traffic: Callable[[dict], int]
+    compute_bound: bool = True
+
+
+def _cswin(s, r):
+    q, v = r(s["B"], s["H"] * s["W"], s["C"]), r(s["B"], s["H"] * s["W"], s["C"])
+    return (q, v), (q, v, v, (s["H"], s["W"]), s["stripe_width"], s["head_dim"])
+
+
+def _mix(s, r):
+    R, split = s["R"], s["R"] // 2
+    inputs = (r(s["B"], s["H"] * s["W"], R), r(split, 1, 3, 3), r(split), r(R - split, 1, 5, 5), r(R - split))
+    return inputs, (inputs[0], (s["H"], s["W"]), *inputs[1:])
+
+
+def _atm(s, r):
+    inputs = (r(s["B"], s["Q"], s["C"]), r(s["B"], s["L"], s["C"]), r(s["B"], s["L"], s["C"]))
+    return inputs, (*inputs, s["heads"])
+
+
+def _resize(s, r):
+    inputs = tuple(r(s["B"], s["C"], h, w) for h, w in s["sizes"])
+    return inputs, (list(inputs), s["size"])
+
+
+OPS = {
+    # k = v is read once
+    "cswin_attention": BenchOp(hk.cswin_attention, cswin_api.AVAILABLE, _cswin,
+                               lambda s: 3 * s["B"] * s["H"] * s["W"] * s["C"]),
+    "mix_conv_gelu": BenchOp(hk.mix_conv_gelu, mix_api.AVAILABLE, _mix,
+                             lambda s: 2 * s["B"] * s["H"] * s["W"] * s["R"]),
+    "attention_to_mask": BenchOp(hk.attention_to_mask, atm_api.AVAILABLE, _atm,
+                                 lambda s: s["B"] * (2 * s["Q"] * s["C"] + 2 * s["L"] * s["C"] + s["Q"] * s["L"])),
+    "resize_sum": BenchOp(hk.resize_sum, resize_api.AVAILABLE, _resize,
+                          lambda s: s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]),
+                          compute_bound=False),
+}
