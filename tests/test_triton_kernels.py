@@ -3,6 +3,7 @@ set by conftest), on a GPU compiled. Forward and every gradient; fp32 and fp16 (
 interpreter's bf16 dot products are wrong). Plus the sm_80 / sm_90 compile check of every shipped
 configuration."""
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,21 @@ def test_attention_to_mask_triton_strided_inputs_and_opcheck():
     q, k, v = (non_contiguous(randn(2, n, 32, device=DEVICE, requires_grad=True)) for n in (6, 11, 11))
     _compare(atm("triton", 4), atm("reference", 4), (q, k, v), torch.float32, "strided")
     torch.library.opcheck(torch.ops.hrvit.attention_to_mask_triton.default, (q, k, v, 4, 0.25))
+
+
+def test_saved_log_sum_exp_is_base_2_on_both_backends():
+    """The forward ops' third output (attention-to-mask) / second (stripe attention) is log2(sum exp(logits))
+    per query and head, the same on Triton and C++: one convention, no conversion on load."""
+    B, Q, L, C, heads = 2, 9, 13, 48, 3
+    q, k, v = (randn(B, n, C, device=DEVICE) for n in (Q, L, L))
+    scale = (C // heads) ** -0.5
+    _, _, lse = torch.ops.hrvit.attention_to_mask_triton(q, k, v, heads, scale)
+    logits = torch.einsum("bqhd,bkhd->bhqk", q.unflatten(-1, (heads, -1)), k.unflatten(-1, (heads, -1))) * scale
+    torch.testing.assert_close(lse, torch.logsumexp(logits, -1) / math.log(2), atol=1e-5, rtol=1e-5)
+    if hk.HAS_EXT and DEVICE == "cpu":
+        torch.testing.assert_close(torch.ops.hrvit.attention_to_mask_cpp(q, k, v, heads, scale)[2], lse,
+                                   atol=1e-5, rtol=1e-5)
+        x, y = randn(1, 5 * 7, 64), randn(1, 5 * 7, 64)
+        stripe = [getattr(torch.ops.hrvit, f"cswin_attention_{b}")(x, y, None, 5, 7, 2, 1, 32, 32 ** -0.5)[1]
+                  for b in ("triton", "cpp")]
+        torch.testing.assert_close(stripe[0], stripe[1], atol=1e-5, rtol=1e-5)

@@ -90,8 +90,9 @@ def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], me
 
 
 def check_saved_lse(op: str, lse, shape: Sequence[int], meaning: str) -> None:
-    """The softmax statistics a forward op saved for its backward: float32 of the given shape (any
-    strides; the kernels read a contiguous copy)."""
+    """The softmax statistics a forward op saved for its backward: the base-2 log-sum-exp of each query's
+    logits, log2(sum_k exp(s_k)), on every backend; float32 of the given shape (any strides; the kernels
+    read a contiguous copy)."""
     if not isinstance(lse, torch.Tensor):
         raise TypeError(f"{op}: argument 'lse' must be a torch.Tensor, got {type(lse).__name__}")
     if lse.dtype != torch.float32:

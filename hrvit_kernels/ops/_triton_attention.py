@@ -15,7 +15,7 @@ def load_head_rows(ptr, batch_offset, rows, row_stride, c0, offs_d, mask):
 def load_saved_stats(Lse, Delta, row_start, rows, mask):
     """The backward's per-query statistics at row_start + rows: the saved log-sum-exp in base 2, and
     delta = rowsum(dO * O)."""
-    lse_log2 = tl.load(Lse + row_start + rows, mask=mask, other=0.0) * 1.4426950408889634
+    lse_log2 = tl.load(Lse + row_start + rows, mask=mask, other=0.0)  # saved in base 2
     return lse_log2, tl.load(Delta + row_start + rows, mask=mask, other=0.0)
 
 

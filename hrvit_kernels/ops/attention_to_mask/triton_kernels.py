@@ -51,7 +51,7 @@ def _atm_fwd(Q, K, V, Out, Mask, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn,
     acc = acc / l_i[:, None]
     tl.store(Out + (b * Lq + offs_m[:, None].to(tl.int64)) * C + c0 + offs_d[None, :],
              acc.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
-    tl.store(Lse + (b * heads + head) * Lq + offs_m, (m_i + tl.log2(l_i)) / 1.4426950408889634, mask=mask_m)
+    tl.store(Lse + (b * heads + head) * Lq + offs_m, m_i + tl.log2(l_i), mask=mask_m)
 
 
 @triton.jit

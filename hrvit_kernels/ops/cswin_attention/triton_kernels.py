@@ -77,7 +77,7 @@ def _stripe_fwd(Q, K, V, Out, Lse,
     tl.store(Out + (b64 * N + tok_m[:, None]) * C + c0 + offs_d[None, :], acc.to(Out.dtype.element_ty),
              mask=mask_m[:, None] & mask_d[None, :])
     lse_row = (b64 * 2 + half) * heads + head
-    tl.store(Lse + lse_row * N + tok_m, (m_i + tl.log2(l_i)) / 1.4426950408889634, mask=mask_m)
+    tl.store(Lse + lse_row * N + tok_m, m_i + tl.log2(l_i), mask=mask_m)
 
 
 @triton.jit
