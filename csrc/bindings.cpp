@@ -6,7 +6,10 @@
 #include <tuple>
 #include <vector>
 
-#include "hrvit/kernels.h"
+#include "hrvit/kernels/attention_to_mask.h"
+#include "hrvit/kernels/cswin_attention.h"
+#include "hrvit/kernels/mixcfn.h"
+#include "hrvit/kernels/resize_sum.h"
 
 namespace py = pybind11;
 using hrvit::index_t;

@@ -8,8 +8,12 @@
 #include <numeric>
 #include <vector>
 
+#include "hrvit/kernels/attention_to_mask.h"
+
 #include "hrvit/attention_tiles.h"
-#include "hrvit/kernels.h"
+#include "hrvit/fast_math.h"
+#include "hrvit/scratch.h"
+#include "hrvit/threading.h"
 
 namespace hrvit {
 namespace {

@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "hrvit/kernels/cswin_attention.h"
+
 #include "hrvit/attention_tiles.h"
-#include "hrvit/kernels.h"
+#include "hrvit/fast_math.h"
+#include "hrvit/threading.h"
 
 namespace hrvit {
 namespace {

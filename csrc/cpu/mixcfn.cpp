@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "hrvit/kernels/mixcfn.h"
+
+#include "hrvit/fast_math.h"
 #include "hrvit/gemm.h"
-#include "hrvit/kernels.h"
+#include "hrvit/scratch.h"
+#include "hrvit/threading.h"
 
 namespace hrvit {
 namespace {

@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "hrvit/kernels.h"
+#include "hrvit/kernels/resize_sum.h"
+
+#include "hrvit/scratch.h"
+#include "hrvit/threading.h"
 
 namespace hrvit {
 namespace {

@@ -12,8 +12,9 @@
 #include <limits>
 #include <vector>
 
+#include "hrvit/fast_math.h"
 #include "hrvit/gemm.h"
-#include "hrvit/kernels.h"
+#include "hrvit/token_tensor.h"
 
 namespace hrvit {
 

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "hrvit/common.h"
+#include "hrvit/simd.h"
 
 namespace hrvit {
 

@@ -1,92 +1,12 @@
-// Shared helpers of the CPU kernels. No torch headers: kernels see raw pointers, sizes and strides.
+// Branch-free float approximations of the CPU kernels: exponentials (base e and 2), the normal CDF
+// and density, the exact-erf GELU and its derivative.
 #pragma once
 
 #include <cmath>
-#include <cstdint>
-#include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "hrvit/simd.h"
 
 namespace hrvit {
-
-using index_t = int64_t;
-
-// Vectors of 2, 4, 8 and 16 floats.
-typedef float vec2f __attribute__((vector_size(2 * sizeof(float))));
-typedef float vec4f __attribute__((vector_size(4 * sizeof(float))));
-typedef float vec8f __attribute__((vector_size(8 * sizeof(float))));
-typedef float vec16f __attribute__((vector_size(16 * sizeof(float))));
-template <index_t Lanes>
-struct Vec;
-template <>
-struct Vec<2> { typedef vec2f type; };
-template <>
-struct Vec<4> { typedef vec4f type; };
-template <>
-struct Vec<8> { typedef vec8f type; };
-template <>
-struct Vec<16> { typedef vec16f type; };
-
-// The widest hardware vector (16 floats with AVX-512, 8 with AVX, else 4) and the next narrower one,
-// which covers a remainder of half a vector (head dim 24 = 16 + 8).
-#if defined(__AVX512F__)
-constexpr index_t kLanes = 16;
-#elif defined(__AVX__)
-constexpr index_t kLanes = 8;
-#else
-constexpr index_t kLanes = 4;
-#endif
-constexpr index_t kHalfLanes = kLanes / 2;
-typedef Vec<kLanes>::type vecf;
-typedef int32_t veci __attribute__((vector_size(kLanes * sizeof(int32_t))));
-
-// Unaligned loads and stores (memcpy: a template argument loses the typedef's aligned(4)).
-template <typename V = vecf>
-inline V load(const float* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename V>
-inline void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
-
-// dst[0, n) = src[0, n) for short rows such as one head's slice of a token: std::copy calls memmove,
-// which costs more than copying 32 floats (a tenth of the attention-to-mask forward went there).
-inline void copy_row(const float* __restrict__ src, index_t n, float* __restrict__ dst) {
-  index_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) store(dst + j, load(src + j));
-  if (j + kHalfLanes <= n) {
-    typedef Vec<kHalfLanes>::type half;
-    store(dst + j, load<half>(src + j));
-    j += kHalfLanes;
-  }
-  for (; j < n; ++j) dst[j] = src[j];
-}
-
-// copy_row for rows of a large output that nothing reads again soon (gradients): whole 64-byte lines
-// go out with non-temporal stores where dst is aligned, which skips reading lines only to overwrite
-// them (the attention-to-mask backward writes one head's d channels at a row stride of C, and spent
-// 14% of its time there). A thread that used it calls stores_done() before others read its output.
-inline void write_row(const float* __restrict__ src, index_t n, float* __restrict__ dst) {
-#if defined(__AVX512F__)
-  if (reinterpret_cast<uintptr_t>(dst) % 64 == 0 && n % 16 == 0) {
-    for (index_t j = 0; j < n; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
-    return;
-  }
-#endif
-  copy_row(src, n, dst);
-}
-// Orders the non-temporal stores of write_row before the stores that follow (a barrier's flag).
-inline void stores_done() {
-#if defined(__AVX512F__)
-  _mm_sfence();
-#endif
-}
 
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2 = 0.69314718055994531f;
@@ -228,26 +148,6 @@ inline float gelu_grad(float x) {
 // g[i] = grad_out[i] * GELU'(g[i]): restrict pointers so the loop vectorizes.
 inline void mul_gelu_grad_inplace(const float* __restrict__ grad_out, float* __restrict__ g, index_t n) {
   for (index_t i = 0; i < n; ++i) g[i] = grad_out[i] * gelu_grad(g[i]);
-}
-
-// buffer grown to at least n floats (contents as they were), for thread_local scratch that keeps its
-// memory between calls: fresh pages from the OS fault on first touch, about 0.25 ms per MiB on the
-// machine measured, which is more than some whole kernel calls take.
-inline float* kept(std::vector<float>& buffer, index_t n) {
-  if (static_cast<index_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
-}
-
-// Runs body(i) for i in [0, n) on num_threads OpenMP threads (the caller passes torch's setting).
-template <typename Body>
-inline void parallel_for(index_t n, int num_threads, Body body) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads > 0 ? num_threads : 1)
-  for (index_t i = 0; i < n; ++i) body(i);
-#else
-  (void)num_threads;
-  for (index_t i = 0; i < n; ++i) body(i);
-#endif
 }
 
 }  // namespace hrvit

@@ -1,0 +1,25 @@
+// CPU kernels of the sum of bilinear resizes, fp32: raw pointers, sizes and strides in elements.
+#pragma once
+
+#include "hrvit/simd.h"
+
+namespace hrvit {
+
+// Sum of bilinear resizes with half-pixel centres (F.interpolate(mode="bilinear",
+// align_corners=False)): out[p] = sum over maps m of resize(m.data[p], (height, width)) for every
+// plane p (a batch-channel pair). Each map holds `planes` contiguous (m.height, m.width) planes; out
+// is contiguous (planes, height, width) and is fully written (the first map sets, the others add).
+struct ResizeSource {
+  const float* data;
+  index_t height, width;
+};
+
+void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
+                        int num_maps, float* out, int num_threads);
+
+// The gradient of one map resized to (height, width): grad_map (planes contiguous (map_height,
+// map_width) planes, fully written) from grad_out (contiguous (planes, height, width)).
+void resize_backward(index_t planes, index_t height, index_t width, const float* grad_out,
+                     index_t map_height, index_t map_width, float* grad_map, int num_threads);
+
+}  // namespace hrvit
