@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrvit_kernels.models.hrvit import VARIANTS
-from hrvit_kernels.models.hrvit_segformer import HEAD_CHANNELS
+from hrvit_kernels.models.cards import model_card
 
 DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segformer"]
 
@@ -52,7 +52,7 @@ def segformer_resize_cases(variants, height: int, width: int, batch: int, classe
     once: b1 and b2 share D = 256, and all share the logits' shape)."""
     levels = [(-(-height // (4 * 2 ** i)), -(-width // (4 * 2 ** i))) for i in range(4)]
     cases = [OpCase("resize_sum", f"segformer-head-levels@{height}x{width}",
-                    dict(B=batch, C=HEAD_CHANNELS[v], sizes=levels, size=levels[0])) for v in variants]
+                    dict(B=batch, C=model_card(f"hrvit_{v}_segformer").decode_channels, sizes=levels, size=levels[0])) for v in variants]
     if variants:
         cases.append(OpCase("resize_sum", f"logits@{height}x{width}",
                             dict(B=batch, C=classes, sizes=levels[:1], size=(height, width))))

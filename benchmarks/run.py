@@ -25,7 +25,7 @@ from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_i
 from harness import (Progress, device_slug, environment, load_per_core, measure, measure_interleaved,  # noqa: E402
                      noise_warnings, noisy, speedups, write_atomically)
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
-from hrvit_kernels.models.published import PUBLISHED  # noqa: E402
+from hrvit_kernels.models.cards import CARDS  # noqa: E402
 from hrvit_kernels.flops import op_flops  # noqa: E402
 from hrvit_kernels.testing import on_backend  # noqa: E402
 from op_table import OPS  # noqa: E402
@@ -164,13 +164,23 @@ def peak_rss_mib(name: str, backend: str, size: int, batch: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _published(name: str) -> dict:
+    """The card's published figures of a model (none for a model without a card)."""
+    card = CARDS.get(name)
+    if card is None:
+        return {}
+    figures = dict(size=card.input_size, params=card.params, release_gmacs=card.release_gmacs,
+                   paper_params_m=card.paper_params_m, paper_gflops=card.paper_gflops, paper_miou=card.paper_miou)
+    return {k: v for k, v in figures.items() if v is not None}
+
+
 def bench_model(name, args, device, dtype, progress):
     model = hk.create_model(name).to(device=device, dtype=dtype).eval()
     x = torch.randn(args.batch, 3, args.size, args.size, device=device, dtype=dtype)
     row = {"model": name, "size": args.size, "batch": args.batch, "params": count_params(model),
-           "published": PUBLISHED.get(name, {}), "latency": {}}
+           "published": _published(name), "latency": {}}
     if not args.no_macs:  # at the published input size, to compare with the published figure
-        row["macs_size"] = PUBLISHED.get(name, {}).get("size", args.size)
+        row["macs_size"] = CARDS[name].input_size if name in CARDS else args.size
         row["gmacs"] = release_style_gmacs(name, row["macs_size"])
         progress.step(f"{name}: {row['params'] / 1e6:.2f} M params, {row['gmacs']:.2f} GMACs at {row['macs_size']}")
     backends = model_backends(args.backends)

@@ -7,14 +7,14 @@ import torch
 
 import hrvit_kernels as hk
 from hrvit_kernels.flops import count_macs, count_params
-from hrvit_kernels.models.published import PUBLISHED
+from hrvit_kernels.models.cards import CARDS
 from hrvit_kernels.testing import assert_as_accurate_as_reference, on_backend, randn
 
 from release_keys import model_keys, released_keys
 from tiny_models import FAMILIES, output_tensors, with_cp
 
 
-# Exact counts from the spec (section 1 and 7), written out here rather than read from PUBLISHED so
+# Exact counts from the spec (section 1 and 7), written out here rather than read from the cards so
 # that a wrong table cannot make the test pass.
 BACKBONE_PARAMS = {"hrvit_b1": 7_758_008, "hrvit_b2": 20_310_944, "hrvit_b3": 25_507_960}
 SEGFORMER_PARAMS = {"hrvit_b1_segformer": 8_183_118, "hrvit_b2_segformer": 20_809_782,
@@ -52,14 +52,14 @@ def test_segformer_parameter_counts(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n in PUBLISHED if n.startswith("hrvit")))
+@pytest.mark.parametrize("name", sorted(n for n in CARDS if n.startswith("hrvit")))
 def test_multiply_adds_reproduce_the_release_within_one_percent(name):
-    model, figures = hk.create_model(name), PUBLISHED[name]
-    assert figures["params"] == {**BACKBONE_PARAMS, **SEGFORMER_PARAMS}[name]
-    x = torch.randn(1, 3, figures["size"], figures["size"])
+    model, card = hk.create_model(name), CARDS[name]
+    assert card.params == {**BACKBONE_PARAMS, **SEGFORMER_PARAMS}[name]
+    x = torch.randn(1, 3, card.input_size, card.input_size)
     with on_backend(model, "reference"):
         macs = count_macs(model, x, getattr(model, "encode_decode", None)).total
-    assert abs(macs / 1e9 / figures["release_gmacs"] - 1) < 0.01
+    assert abs(macs / 1e9 / card.release_gmacs - 1) < 0.01
 
 
 @pytest.mark.parametrize("H,W", [(64, 64), (97, 131), (32, 45)])

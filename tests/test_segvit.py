@@ -65,7 +65,7 @@ def test_backends_agree_on_segvit():
 
 
 def test_query_based_downsampling_keeps_top_left_tokens_as_residual():
-    from hrvit_kernels.models.vit import TransformerEncoderLayer
+    from hrvit_kernels.models.vit_mmseg import TransformerEncoderLayer
 
     layer = TransformerEncoderLayer(32, 4, 4.0, True, 0.0, shrink=True).eval()
     torch.nn.init.zeros_(layer.attn.attn.out_proj.weight)

@@ -6,18 +6,16 @@ overrides constructor arguments by their release names.
 """
 from __future__ import annotations
 
+from hrvit_kernels.models.cards import model_card
 from hrvit_kernels.models.heads.atm import ATMHead, ShrunkATMHead
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.models.segmentor import EncoderDecoder
-from hrvit_kernels.models.vit import VisionTransformer
-
-DATASETS = {"ade20k": (640, 150), "coco_stuff": (512, 171), "pascal_context": (480, 60)}
-
+from hrvit_kernels.models.vit_mmseg import VisionTransformer
 
 def _segvit(dataset: str, shrunk: bool, img_size: int | None = None, num_classes: int | None = None,
             backbone: dict | None = None, decode_head: dict | None = None) -> EncoderDecoder:
-    default_size, default_classes = DATASETS[dataset]
-    img_size, num_classes = img_size or default_size, num_classes or default_classes
+    card = model_card(f"segvit_{'shrunk_' if shrunk else ''}vit_l_{dataset}")
+    img_size, num_classes = img_size or card.input_size, num_classes or card.num_classes
     backbone_args = dict(img_size=img_size, out_indices=(7, 23) if shrunk else (7, 15, 23),
                          shrink_idx=8 if shrunk else None)
     backbone_args.update(backbone or {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hrvit_kernels.models.heads.setr import SETRMLAAuxHead, SETRMLAHead, SETRUpHead
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.models.segmentor import EncoderDecoder
-from hrvit_kernels.models.vit import SETRVisionTransformer
+from hrvit_kernels.models.vit_timm import SETRVisionTransformer
 
 
 def _setr(kind: str, img_size: int = 512, num_classes: int = 150, backbone: dict | None = None,

@@ -1,6 +1,7 @@
 """nn.MultiheadAttention's math on batch-first tokens through scaled_dot_product_attention."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
