@@ -153,5 +153,5 @@ def test_loss_and_shrunk_head_check_their_configuration():
         ATMLoss(3, dec_layers=3)(outputs, torch.zeros(1, 2, 3, dtype=torch.long))
     head = hk.models.ShrunkATMHead(img_size=64, in_channels=16, channels=32, num_classes=5, embed_dims=32, num_heads=4)
     with pytest.raises(ValueError, match=r"deep feature's grid \(4, 4\) is not the shallow grid \(4, 4\) "
-                                         r"down-sampled by shrink_ratio = 2"):
+                                         r"down-sampled by 2 \(the backbone's query-based down-sampling\)"):
         head([randn(1, 16, 4, 4), randn(1, 16, 4, 4)])

@@ -21,10 +21,11 @@ def _tiny(name, **extra):
     backbone = dict(embed_dim=64, depth=4, num_heads=4, out_indices=levels, drop_path_rate=0.0)
     if name == "setr_mla_vit_l":
         return hk.create_model(name, img_size=64, num_classes=5, backbone=dict(backbone, mla_channels=32),
-                               decode_head=dict(in_channels=32, mla_channels=16), auxiliary_head=dict(in_channels=32),
+                               decode_head=dict(channels=32, mlahead_channels=16), auxiliary_head=dict(channels=32),
                                **extra)
     return hk.create_model(name, img_size=64, num_classes=5, backbone=backbone,
-                           decode_head=dict(channels=32), auxiliary_head=dict(channels=32), **extra)
+                           decode_head=dict(channels=32, hidden_channels=32),
+                           auxiliary_head=dict(channels=32, hidden_channels=32), **extra)
 
 
 @pytest.mark.parametrize("name,keys,params,gflops", RELEASED)

@@ -6,10 +6,11 @@ import torch
 SEGVIT = dict(img_size=64, num_classes=5, decode_head=dict(embed_dims=32, num_heads=4, channels=32),
               backbone=dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 2, 3)))
 SHRUNK = dict(SEGVIT, backbone=dict(embed_dims=64, num_layers=4, num_heads=4, out_indices=(1, 3), shrink_idx=2))
-SETR = dict(img_size=64, num_classes=5, decode_head=dict(channels=32), auxiliary_head=dict(channels=32),
+SETR = dict(img_size=64, num_classes=5, decode_head=dict(channels=32, hidden_channels=32),
+            auxiliary_head=dict(channels=32, hidden_channels=32),
             backbone=dict(embed_dim=64, depth=4, num_heads=4, out_indices=(0, 1, 2, 3)))
-SETR_MLA = dict(img_size=64, num_classes=5, decode_head=dict(in_channels=32, mla_channels=16),
-                auxiliary_head=dict(in_channels=32),
+SETR_MLA = dict(img_size=64, num_classes=5, decode_head=dict(channels=32, mlahead_channels=16),
+                auxiliary_head=dict(channels=32),
                 backbone=dict(embed_dim=64, depth=4, num_heads=4, out_indices=(0, 1, 2, 3), mla_channels=32))
 FAMILIES = {
     "hrvit_b1": dict(),

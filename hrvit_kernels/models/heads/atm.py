@@ -6,8 +6,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.models._init import init_transformer_weights
+from hrvit_kernels.models.heads._release_keywords import check_release_keywords
 from hrvit_kernels.modules.atm import ATMDecoder, TransformerDecoder
 from hrvit_kernels.ops._checks import sizes_are_traced
+
+
+def check_segvit_keywords(head: str, extra: dict) -> None:
+    """The release's head keywords: mmseg's base-head ones and SegViT's own that select what this package
+    does not implement (CE_loss, crop_train) are accepted at their defaults only."""
+    for name in ("CE_loss", "crop_train"):
+        if extra.get(name):
+            raise ValueError(f"{head}: argument '{name}' = {extra[name]!r} selects a release variant not "
+                             f"implemented here; accepted: False (the released models' setting)")
+    check_release_keywords(head, extra, also=frozenset({"CE_loss", "crop_train", "shrink_ratio", "in_index"}))
 
 
 def semantic_map(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -23,8 +34,9 @@ class ATMHead(nn.Module):
 
     def __init__(self, img_size: int = 640, in_channels: int = 1024, channels: int = 512, num_classes: int = 150,
                  num_layers: int = 3, num_heads: int = 16, use_stages: int = 3, embed_dims: int = 512,
-                 use_proj: bool = True, patch_size: int = 16):
+                 use_proj: bool = True, patch_size: int = 16, **release_keywords):
         super().__init__()
+        check_segvit_keywords("ATMHead", release_keywords)
         if embed_dims % num_heads:
             raise ValueError(f"ATMHead: embed_dims = {embed_dims} is not divisible by num_heads = {num_heads}")
         self.img_size, self.num_classes, self.use_stages, self.use_proj = img_size, num_classes, use_stages, use_proj
@@ -82,15 +94,19 @@ class ATMHead(nn.Module):
 class ShrunkATMHead(nn.Module):
     """SegViT-Shrunk (the release's TPNATMHead): query-based up-sampling by (S/16)^2 grid queries through
     3 standard decoder layers on the projected shallow tokens and 3 on the projected deep tokens (whose
-    grid is the shallow one down-sampled by ``shrink_ratio``, the backbone's query-based down-sampling), then a
+    grid is the shallow one down-sampled by 2, the backbone's query-based down-sampling), then a
     single-stage ATM head (no input projection) on the resulting map; each of its layers yields class
-    and mask logits, the last the prediction, the others auxiliary outputs."""
+    and mask logits, the last the prediction, the others auxiliary outputs. ``shrink_ratio`` is the
+    release's keyword (default 16), which its forward does not use: accepted, without effect."""
+
+    DEEP_GRID_STRIDE = 2  # the backbone's query-based down-sampling
 
     def __init__(self, img_size: int = 640, in_channels: int = 1024, channels: int = 512, num_classes: int = 150,
                  num_layers: int = 3, num_heads: int = 16, use_stages: int = 2, embed_dims: int = 512,
-                 use_proj: bool = True, shrink_ratio: int = 2, patch_size: int = 16):
+                 use_proj: bool = True, shrink_ratio: int | None = 16, patch_size: int = 16, **release_keywords):
         super().__init__()
-        self.grid, self.use_stages, self.shrink_ratio = img_size // patch_size, use_stages, shrink_ratio
+        check_segvit_keywords("ShrunkATMHead", release_keywords)
+        self.grid, self.use_stages = img_size // patch_size, use_stages
         for i in range(1, use_stages + 1):
             setattr(self, f"input_proj_{i}", nn.Linear(in_channels, embed_dims))
             setattr(self, f"proj_norm_{i}", nn.LayerNorm(embed_dims))
@@ -108,9 +124,10 @@ class ShrunkATMHead(nn.Module):
     def forward(self, inputs: list[torch.Tensor]):
         shallow, deep = inputs[0], inputs[-1]
         B, _, h, w = shallow.shape
-        if tuple(deep.shape[-2:]) != (-(-h // self.shrink_ratio), -(-w // self.shrink_ratio)):
+        stride = self.DEEP_GRID_STRIDE
+        if tuple(deep.shape[-2:]) != (-(-h // stride), -(-w // stride)):
             raise ValueError(f"ShrunkATMHead: the deep feature's grid {tuple(deep.shape[-2:])} is not the shallow grid "
-                             f"{(h, w)} down-sampled by shrink_ratio = {self.shrink_ratio}")
+                             f"{(h, w)} down-sampled by {stride} (the backbone's query-based down-sampling)")
         queries = self.q.weight
         if queries.shape[0] != h * w:  # another input size: resize the grid of queries
             side = self.grid
