@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hrvit_kernels as hk
-from hrvit_kernels.testing import assert_as_accurate_as_reference, randn
+from hrvit_kernels.testing import assert_as_accurate_as_reference, assert_close_fp32, randn
 
 BACKENDS = ["reference", "cpp", "triton"]
 
@@ -61,7 +61,7 @@ def test_every_accepted_layout_gives_the_contiguous_result(backend, op, layout):
     g = [randn(*o.shape) for o in outs]
     grads, expected_grads = torch.autograd.grad(outs, bases, g), torch.autograd.grad(expected, bases, g)
     for a, e in zip(outs + grads, expected + expected_grads):
-        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+        assert_close_fp32(a, e, "layout")
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])

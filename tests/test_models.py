@@ -8,7 +8,8 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models.cards import CARDS
-from hrvit_kernels.testing import assert_as_accurate_as_reference, on_backend, randn
+from hrvit_kernels.testing import (FP32_SUMMED_TOL, FP64_TOL, MODEL_TOL, REWRITE_TOL, assert_as_accurate_as_reference,
+                                  assert_close_within, on_backend, randn)
 
 from release_keys import model_keys, released_keys
 from tiny_models import FAMILIES, output_tensors, with_cp
@@ -102,7 +103,7 @@ def test_backends_agree_on_a_whole_model():
         with on_backend(model, "reference"):
             expected = model(x)
         actual = model(x)  # auto
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    assert_close_within(actual, expected, MODEL_TOL, "auto")
 
 
 def test_stripe_widths_and_drop_path_are_configurable():
@@ -145,7 +146,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
     assert saved[1] < 0.7 * saved[0], saved  # the blocks' activations are not kept
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for n in grads[0]:
-        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-4, msg=n)
+        assert_close_within(grads[1][n], grads[0][n], REWRITE_TOL, n)
 
 
 def test_training_step_runs_on_every_backend():
@@ -170,7 +171,7 @@ def test_whole_model_compiles_fullgraph_with_inductor_and_equals_eager():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         for actual, expected in zip(compiled(x), model(x)):
-            torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+            assert_close_within(actual, expected, MODEL_TOL, "auto")
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -197,11 +198,11 @@ def test_segformer_head_folded_fusion_equals_the_release_sequence(training):
                                     maps + list(head.parameters()))
         results.append((out, grads))
     (expected, expected_grads), (actual, actual_grads) = results
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
+    assert_close_within(actual, expected, REWRITE_TOL, "output")
     # atol 1e-4: in training mode the level-conv bias gradients are zero up to rounding (BatchNorm
     # removes per-channel shifts), so only their absolute size is meaningful.
     for a, e in zip(actual_grads, expected_grads):
-        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+        assert_close_within(a, e, FP32_SUMMED_TOL, "gradient")
 
 
 @pytest.mark.parametrize("channels", [32, 48, 96, 128])
@@ -222,9 +223,9 @@ def test_des_dense_form_equals_the_factored_form(channels):
         out = hk.ops.kronecker_mlp(x, des.k, des.p, *params, backend=backend)
         results.append((out, torch.autograd.grad((out * weights).sum(), [x, *params])))
     (expected, expected_grads), (actual, actual_grads) = results
-    torch.testing.assert_close(actual, expected, atol=1e-10, rtol=1e-10)
+    assert_close_within(actual, expected, FP64_TOL, "output")
     for a, e in zip(actual_grads, expected_grads):
-        torch.testing.assert_close(a, e, atol=1e-10, rtol=1e-10)
+        assert_close_within(a, e, FP64_TOL, "gradient")
     with hk.release_ops(des, True):  # the module's release switch runs the factored form
         torch.testing.assert_close(des(x), expected, atol=0, rtol=0)
 
@@ -256,9 +257,9 @@ def test_attention_epilogue_outside_the_reference_equals_the_release_sequence(tr
     exact, exact_grads = run(copy.deepcopy(attn).double(), "reference", torch.float64)
     expected, expected_grads = run(attn, "reference", torch.float32)
     actual, actual_grads = run(attn, "auto", torch.float32)
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
+    assert_close_within(actual, expected, REWRITE_TOL, "output")
     names = ["x"] + [name for name, _ in attn.named_parameters()]
     for name, a, e, g in zip(names, actual_grads, expected_grads, exact_grads):
         assert_as_accurate_as_reference(a, e, g, f"grad of {name}", 4.0, 1e-6 * g.abs().max().item())
     with torch.no_grad(), on_backend(attn, "auto"):  # the in-place Hardswish path
-        torch.testing.assert_close(attn(x, 5, 7), expected, atol=1e-5, rtol=1e-4)
+        assert_close_within(attn(x, 5, 7), expected, REWRITE_TOL, "in place")

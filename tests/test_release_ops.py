@@ -6,7 +6,7 @@ import torch
 
 import hrvit_kernels as hk
 from hrvit_kernels.modules.release_ops import ENV_VAR
-from hrvit_kernels.testing import randn
+from hrvit_kernels.testing import MODEL_TOL, assert_close_within, randn
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,7 @@ def test_the_kernel_backend_does_not_choose_the_sequence(backend):
         with hk.release_ops(model):
             release = model(x)
         assert calls == ["fusion conv"]
-    torch.testing.assert_close(rewritten, release, atol=1e-4, rtol=1e-4)
+    assert_close_within(rewritten, release, MODEL_TOL, "rewrites")
 
 
 @pytest.mark.parametrize("batch", [1, 3])

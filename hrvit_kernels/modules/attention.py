@@ -50,4 +50,5 @@ class HRViTAttention(nn.Module):
                         (linear.bias - bn.running_mean) * scale + bn.bias)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, head_dim={self.head_dim}, stripe_width={self.stripe_width}, release_ops={self.release_ops}"
+        return (f"dim={self.dim}, head_dim={self.head_dim}, stripe_width={self.stripe_width}, "
+                f"release_ops={self.release_ops}")

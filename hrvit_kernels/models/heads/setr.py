@@ -107,7 +107,8 @@ class SETRMLAHead(_BaseHead):
         self.cls = nn.Conv2d(4 * mlahead_channels, num_classes, 3, padding=1)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        levels = [_up(getattr(self.mlahead, f"head{p}")(x), 4, align_corners=True) for p, x in zip((2, 3, 4, 5), inputs)]
+        levels = [_up(getattr(self.mlahead, f"head{p}")(x), 4, align_corners=True)
+                  for p, x in zip((2, 3, 4, 5), inputs)]
         logits = self.cls(torch.cat(levels, dim=1))
         return _up(logits, size=self._input_size(inputs[0]), align_corners=self.align_corners)
 
