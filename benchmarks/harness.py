@@ -111,14 +111,6 @@ def noise_warnings(report: dict, matmul_rates: list[float], load_before: float |
     return warnings
 
 
-def write_atomically(path, text: str) -> None:
-    """Writes to a temporary file beside ``path``, then renames it: never a truncated report."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _summary(times: list[float]) -> dict:
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),

@@ -23,9 +23,10 @@ import hrvit_kernels as hk  # noqa: E402
 from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
                    segformer_resize_cases)
 from harness import (Progress, device_slug, environment, load_per_core, measure, measure_interleaved,  # noqa: E402
-                     noise_warnings, noisy, speedups, write_atomically)
+                     noise_warnings, noisy, speedups)
 from hrvit_kernels.flops import count_macs, count_params  # noqa: E402
 from hrvit_kernels.models.cards import CARDS  # noqa: E402
+from hrvit_kernels._files import write_atomically  # noqa: E402
 from hrvit_kernels.flops import op_flops  # noqa: E402
 from hrvit_kernels.testing import on_backend  # noqa: E402
 from op_table import OPS  # noqa: E402
@@ -58,6 +59,10 @@ def parse_args(argv=None):
                         "need more rounds than the models' to settle on a noisy machine)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
+    p.add_argument("--eval-model", default="hrvit_b1_segformer",
+                   help="segmentor of the evaluation-throughput row (default hrvit_b1_segformer)")
+    p.add_argument("--eval-images", type=int, default=4,
+                   help="synthetic 512 x 683 ADE20K-layout images of the evaluation-throughput row (0: skip)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                    help="folder of the report (default benchmarks/out, ignored by git; the committed "
                         "figures: benchmarks/results)")
@@ -263,6 +268,43 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
     return row
 
 
+def bench_evaluation(args, device, progress) -> dict:
+    """Images per second of the evaluate path (slide windows of 512 every 341, as the releases test
+    ADE20K) on a synthetic ADE20K-layout set of 512 x 683 images, per backend, in interleaved rounds
+    (the best round of each)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from hrvit_kernels.data import SegmentationDataset
+    from hrvit_kernels.inference import inference_config
+    from hrvit_kernels.inference.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    amp = {"float16": "fp16", "bfloat16": "bf16"}.get(args.dtype)
+    model = hk.create_model(args.eval_model, num_classes=150)
+    config = inference_config(args.eval_model, mode="slide", crop=512, stride=341)
+    row = {"model": args.eval_model, "images": args.eval_images, "size": [512, 683], "mode": "slide 512/341",
+           "images_per_second": {}}
+    with tempfile.TemporaryDirectory() as root:
+        for i in range(args.eval_images):
+            for folder, array in (("images", rng.integers(0, 256, (512, 683, 3), dtype=np.uint8)),
+                                  ("annotations", rng.integers(0, 151, (512, 683), dtype=np.uint8))):
+                path = Path(root) / folder / "validation" / f"{i:04d}.{'jpg' if folder == 'images' else 'png'}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
+        dataset = SegmentationDataset("ade20k", root)
+        for _ in range(2):
+            for backend in model_backends(args.backends):
+                with on_backend(model, backend):
+                    result = evaluate(model, config, dataset, device=device, amp=amp, workers=0, progress=False)
+                best = max(row["images_per_second"].get(backend, 0.0), result["images_per_second"])
+                row["images_per_second"][backend] = best
+                progress.step(f"evaluate {args.eval_model} [{backend}] {result['images_per_second']:.2f} images/s")
+    return row
+
+
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
@@ -293,6 +335,16 @@ def to_markdown(report: dict) -> str:
                              f" | {_ratio(fs, r['latency'], 'forward', b)} | "
                              + (f"{train['median_ms']:.1f} | {_ratio(ts, r['latency'], 'train_step', b)} |"
                                 if train else "— | — |") + f" {rss} |")
+    if report.get("evaluation"):
+        e = report["evaluation"]
+        reference = e["images_per_second"].get("reference")
+        lines += ["", "## Evaluation throughput", "",
+                  f"`hrvit-kernels evaluate` path on {e['images']} synthetic {e['size'][0]} x {e['size'][1]} "
+                  f"ADE20K-layout images, {e['mode']}, {e['model']} (best of two interleaved rounds):", "",
+                  "| backend | images/s | speedup |", "|---|---|---|"]
+        for backend, ips in e["images_per_second"].items():
+            lines.append(f"| {backend} | {ips:.2f} | {ips / reference:.2f}x |" if reference else
+                         f"| {backend} | {ips:.2f} | — |")
     if report["ops"]:
         lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
                   "Rate: the forward's floating-point operations (real tokens only) / forward time, as a share of "
@@ -341,7 +393,8 @@ def main(argv=None) -> dict:
         op_cases += atm_cases(args.batch)
     backends_per_model = len(model_backends(args.backends))
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
-    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases))
+    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases)
+                        + (2 * backends_per_model if args.eval_images else 0))
     load_before = load_per_core()
     report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
               "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -355,6 +408,8 @@ def main(argv=None) -> dict:
         report["environment"]["matmul_gflops"] = matmul_rate = matmul_rates[0]
     for case in op_cases:
         report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs, matmul_rate))
+    if args.eval_images > 0:
+        report["evaluation"] = bench_evaluation(args, device, progress)
     if op_cases:
         matmul_rates.append(matmul_gflops(device, dtype))  # again at the end: a loaded start shows
     report["warnings"] = noise_warnings(report, matmul_rates, load_before)

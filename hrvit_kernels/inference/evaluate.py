@@ -1,0 +1,40 @@
+"""mIoU of a segmentor on a dataset split, as the releases measured it (their test configurations)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from hrvit_kernels._optional import require
+from hrvit_kernels.inference.segmenter import Segmenter, InferenceConfig
+from hrvit_kernels.metrics import IoUMetric
+
+
+def _first(batch):
+    return batch[0]
+
+
+def evaluate(model: torch.nn.Module, config: InferenceConfig, dataset, mode: str | None = None, flip: bool = False,
+             scales=None, device=None, amp: str | None = None, workers: int = 2, progress: bool = True) -> dict:
+    """Runs the segmentor over ``dataset`` (a SegmentationDataset) and returns mmseg's metrics (mIoU, mAcc,
+    aAcc, per-class IoU and Acc) plus the throughput. Images are read in ``workers`` processes; under
+    torch.distributed each process takes its share and the areas are summed across processes."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    tqdm = require("tqdm").tqdm
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    sampler = DistributedSampler(dataset, shuffle=False) if distributed else None
+    loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, collate_fn=_first)
+    segmenter = Segmenter(model, config, device=device, amp=amp)
+    metric = IoUMetric(dataset.num_classes, device=segmenter.device)
+    start = time.perf_counter()
+    images = 0
+    for image, label, _ in tqdm(loader, desc=f"evaluate {dataset.dataset}", unit="img", disable=not progress):
+        pred = segmenter.segment(image, mode=mode, flip=flip, scales=scales)
+        metric.update(pred, torch.from_numpy(label))
+        images += 1
+    metric.all_reduce()
+    results = metric.compute(dataset.class_names)
+    elapsed = time.perf_counter() - start
+    results.update(images=images, seconds=elapsed, images_per_second=images / elapsed if elapsed else 0.0)
+    return results

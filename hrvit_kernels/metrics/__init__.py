@@ -1,0 +1,3 @@
+from hrvit_kernels.metrics.iou import IoUMetric
+
+__all__ = ["IoUMetric"]
