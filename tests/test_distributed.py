@@ -1,6 +1,7 @@
 """DistributedDataParallel on two gloo processes: no warnings, in particular none about gradient strides
 (convolutions on channels-last inputs returned depthwise-weight gradients with other strides on size-1
-dims, and DDP compared them literally, on every parameter of the kind)."""
+dims, and DDP compared them literally, on every parameter of the kind); IoUMetric sums its areas across
+the processes."""
 import json
 import os
 import subprocess
@@ -8,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
+
+from hrvit_kernels.metrics import IoUMetric
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_grad_layout.py"
 
@@ -25,3 +29,11 @@ def test_ddp_backward_raises_no_warnings(tmp_path):
         assert len(rows) == 3 * 2  # models x backends
         for row in rows:
             assert row["warnings"] == [], row
+    # IoUMetric.all_reduce: every rank holds the areas of both ranks' maps.
+    expected = IoUMetric(4)
+    for rank in range(2):
+        generator = torch.Generator().manual_seed(rank)
+        expected.update(torch.randint(0, 4, (5, 7), generator=generator),
+                        torch.randint(0, 4, (5, 7), generator=generator))
+    for rank in range(2):
+        assert json.loads((tmp_path / f"metric{rank}.json").read_text()) == expected.areas.tolist()

@@ -1,5 +1,6 @@
 """Run under torchrun (gloo) with an output folder: two backward passes of small models under
-DistributedDataParallel; each rank writes the warnings raised, per model and backend, to rank<N>.json there."""
+DistributedDataParallel; each rank writes the warnings raised, per model and backend, to rank<N>.json there,
+and the areas of an IoUMetric fed rank-specific maps, after all_reduce, to metric<N>.json."""
 import json
 import sys
 import warnings
@@ -10,6 +11,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import hrvit_kernels as hk
+from hrvit_kernels.metrics import IoUMetric
 from hrvit_kernels.testing import on_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,4 +33,9 @@ for name in ("hrvit_b1_segformer", "segvit_vit_l_ade20k", "setr_mla_vit_l"):
         messages = [str(w.message).splitlines()[0] for w in caught]
         rows.append({"model": name, "backend": backend, "warnings": messages})
 (Path(sys.argv[1]) / f"rank{dist.get_rank()}.json").write_text(json.dumps(rows))
+generator = torch.Generator().manual_seed(dist.get_rank())
+metric = IoUMetric(4)
+metric.update(torch.randint(0, 4, (5, 7), generator=generator), torch.randint(0, 4, (5, 7), generator=generator))
+metric.all_reduce()
+(Path(sys.argv[1]) / f"metric{dist.get_rank()}.json").write_text(json.dumps(metric.areas.tolist()))
 dist.destroy_process_group()
