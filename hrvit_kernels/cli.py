@@ -99,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--mode", choices=["whole", "slide"], help="default: the release's test mode")
         q.add_argument("--aug", help="test-time augmentation: flip, ms or flip,ms (multi-scale 0.5-1.75)")
         q.add_argument("--device", help="default: cuda if available, else cpu")
-        q.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype (CUDA)")
+        q.add_argument("--amp", choices=["bf16", "fp16", "none"],
+                       help="autocast dtype on CUDA (default bf16 there; CPU runs fp32)")
 
     seg = sub.add_parser("segment", help="label, colour and overlay PNGs of images")
     seg.add_argument("images", nargs="+")
@@ -120,8 +121,11 @@ def main(argv=None) -> int:
     import torch
 
     args = parser().parse_args(argv)
-    if getattr(args, "device", None) is None and args.command != "models":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.command != "models":
+        args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if args.amp is None:
+            args.amp = "bf16" if torch.device(args.device).type == "cuda" else "none"
+        args.amp = None if args.amp == "none" else args.amp
     return {"models": _models, "segment": _segment, "evaluate": _evaluate}[args.command](args)
 
 
