@@ -1,9 +1,11 @@
-"""The command line: ``hrvit-kernels models | segment | evaluate`` (also ``python -m hrvit_kernels``)."""
+"""The command line: ``hrvit-kernels models | segment | evaluate | train`` (also ``python -m hrvit_kernels``;
+``torchrun ... -m hrvit_kernels.train`` for training on many processes)."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -88,6 +90,34 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _parse_override(text: str):
+    """key=value with value read as JSON where it parses (numbers, true/false, null, lists), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"override {text!r}: write it as key=value, e.g. iterations=2000")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _train(args) -> int:
+    from hrvit_kernels.train import default_recipe, train
+
+    overrides = dict(_parse_override(o) for o in args.overrides)
+    for key in ("betas",):
+        if isinstance(overrides.get(key), list):
+            overrides[key] = tuple(overrides[key])
+    recipe = default_recipe(args.model).replace(**overrides)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        print("recipe:", json.dumps(vars(recipe), indent=1, default=str))
+    last = train(recipe, args.data_root, args.work_dir, resume=not args.no_resume)
+    if rank == 0:
+        print("finished:", json.dumps(last))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hrvit-kernels", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,13 +144,34 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val", choices=["train", "val"])
     ev.add_argument("--workers", type=int, default=2, help="image-reading processes (default 2)")
     ev.add_argument("--out", help="also write the results as JSON here")
+    _train_arguments(sub.add_parser("train", help=TRAIN_HELP))
     return p
+
+
+TRAIN_HELP = "train a segmentor with its release's recipe (torchrun for many processes)"
+
+
+def _train_arguments(q: argparse.ArgumentParser) -> None:
+    q.add_argument("model", help="a registered segmentor; its release's recipe is the default")
+    q.add_argument("--data-root", required=True, help="the dataset folder (the recipe's dataset layout)")
+    q.add_argument("--work-dir", required=True, help="configuration, logs and checkpoints go here")
+    q.add_argument("--no-resume", action="store_true", help="start over even if the work dir has checkpoints")
+    q.add_argument("overrides", nargs="*", help="recipe fields as key=value, e.g. iterations=2000 lr=1e-4")
 
 
 def main(argv=None) -> int:
     import torch
 
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # key=value overrides may follow the options: parse positionals intermixed
+        train_parser = argparse.ArgumentParser(prog="hrvit-kernels train", description=TRAIN_HELP)
+        _train_arguments(train_parser)
+        args = train_parser.parse_intermixed_args(argv[1:])
+        args.command = "train"
+    else:
+        args = parser().parse_args(argv)
+    if args.command == "train":
+        return _train(args)
     if args.command != "models":
         args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if args.amp is None:

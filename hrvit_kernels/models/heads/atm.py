@@ -106,7 +106,7 @@ class ShrunkATMHead(nn.Module):
                  use_proj: bool = True, shrink_ratio: int | None = 16, patch_size: int = 16, **release_keywords):
         super().__init__()
         check_segvit_keywords("ShrunkATMHead", release_keywords)
-        self.grid, self.use_stages = img_size // patch_size, use_stages
+        self.grid, self.use_stages, self.num_classes = img_size // patch_size, use_stages, num_classes
         for i in range(1, use_stages + 1):
             setattr(self, f"input_proj_{i}", nn.Linear(in_channels, embed_dims))
             setattr(self, f"proj_norm_{i}", nn.LayerNorm(embed_dims))

@@ -1,0 +1,235 @@
+"""Segmentation training on one process or many (torchrun: NCCL on GPUs, gloo on CPU), with exact resume.
+
+Exactness: a sample's augmentation is drawn from a generator seeded by (seed, epoch, index), the sampler's
+order by (seed, epoch), and the checkpoint holds the model, optimiser, gradient scaler, iteration and every
+rank's python / numpy / torch RNG states; a resumed run starts the interrupted epoch at the next batch, so
+it computes the same losses and weights as an uninterrupted one. Checkpoints are written atomically and the
+last ``keep_checkpoints`` kept; a non-finite loss stops training before anything is written.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from hrvit_kernels._files import write_atomically
+from hrvit_kernels._optional import require
+from hrvit_kernels.data import SegmentationDataset
+from hrvit_kernels.models import ATMLoss, create_model, cross_entropy_with_aux, model_card
+from hrvit_kernels.train.optim import make_optimizer, set_learning_rate
+from hrvit_kernels.train.recipes import BASE_SCALES, Recipe
+from hrvit_kernels.train.transforms import TrainPipeline
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A SegmentationDataset through the training pipeline, each sample's draws seeded by (seed, epoch, index)."""
+
+    def __init__(self, dataset: SegmentationDataset, pipeline: TrainPipeline, seed: int):
+        self.dataset, self.pipeline, self.seed, self.epoch = dataset, pipeline, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        np = require("numpy")
+        image, label, _ = self.dataset[index]
+        return self.pipeline(image, label, np.random.default_rng([self.seed, self.epoch, index]))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This rank's indices of one epoch from ``start`` on: a permutation seeded by (seed, epoch), padded by
+    repetition to a multiple of the world size and dealt out as DistributedSampler does."""
+
+    def __init__(self, size: int, rank: int, world: int, seed: int):
+        self.size, self.rank, self.world, self.seed = size, rank, world, seed
+        self.epoch, self.start = 0, 0
+        self.per_rank = math.ceil(size / world)
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        order = order.tolist()
+        order += order[:self.per_rank * self.world - self.size]
+        return iter(order[self.rank::self.world][self.start:])
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the default group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _rng_state() -> dict:
+    """The RNG states as tensors and plain containers, so that checkpoints load with weights_only=True."""
+    np = require("numpy")
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position,
+                                                   has_gauss, gauss),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    np = require("numpy")
+    random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python"]))
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_paths(work_dir: Path) -> list[Path]:
+    """The work dir's checkpoints, oldest first."""
+    return sorted((work_dir / "checkpoints").glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def _model_overrides(recipe: Recipe) -> dict:
+    overrides = dict(recipe.model_overrides)
+    if recipe.with_cp:
+        if recipe.model.startswith("hrvit"):
+            overrides["with_cp"] = True
+        else:
+            overrides["backbone"] = dict(overrides.get("backbone", {}), with_cp=True)
+    return overrides
+
+
+def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Trains ``recipe.model`` on the train split under ``data_root`` (the dataset's layout), writing the
+    configuration, JSON-lines logs and checkpoints to ``work_dir``. ``resume``: continue from the newest
+    checkpoint there. ``stop_after``: stop (after checkpointing) at that iteration, as an interruption would.
+    Returns the last logged values."""
+    np = require("numpy")
+    rank, world = _distributed()
+    work_dir = Path(work_dir)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    random.seed(recipe.seed + rank)
+    np.random.seed(recipe.seed + rank)
+    torch.manual_seed(recipe.seed + rank)
+    model = create_model(recipe.model, **_model_overrides(recipe))
+    if world > 1 and recipe.sync_bn and device.type == "cuda":  # PyTorch's SyncBatchNorm runs on GPU modules only
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device).train()
+    # SETR-MLA's heads keep the release's unused conv_seg, so DDP must look for unused parameters.
+    wrapped = DistributedDataParallel(model, find_unused_parameters="mla" in recipe.model) if world > 1 else model
+    optimizer = make_optimizer(model, recipe)
+    scaler = torch.amp.GradScaler(enabled=recipe.amp == "fp16" and device.type == "cuda")
+    card = model_card(recipe.model)
+    pipeline = TrainPipeline(BASE_SCALES[recipe.dataset], (recipe.crop, recipe.crop), card.mean, card.std)
+    data = AugmentedDataset(SegmentationDataset(recipe.dataset, data_root, "train"), pipeline, recipe.seed)
+    sampler = EpochSampler(len(data), rank, world, recipe.seed)
+    iters_per_epoch = sampler.per_rank // recipe.batch_size
+    if iters_per_epoch < 1:
+        raise ValueError(f"train: {len(data)} images over {world} processes give no full batch of "
+                         f"{recipe.batch_size}; lower batch_size")
+    iteration = 0
+    found = checkpoint_paths(work_dir) if resume else []
+    if found:
+        state = torch.load(found[-1], map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        iteration = state["iteration"]
+        _set_rng_state(state["rng"][rank])
+    if rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(work_dir / "config.json", json.dumps(vars(recipe), indent=2, default=str))
+    criterion = None
+    log_path, last, started = work_dir / "log.jsonl", {}, time.perf_counter()
+    while iteration < recipe.iterations and (stop_after is None or iteration < stop_after):
+        epoch = iteration // iters_per_epoch
+        sampler.set_position(epoch, (iteration % iters_per_epoch) * recipe.batch_size)
+        data.epoch = epoch
+        # Its own generator: a DataLoader iterator otherwise draws its workers' base seed from the global RNG,
+        # which a resumed run (one more iterator) would leave at another state than the uninterrupted one.
+        loader = torch.utils.data.DataLoader(data, recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
+                                             drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        tick = time.perf_counter()
+        for images, labels in loader:
+            data_time = time.perf_counter() - tick
+            images, labels = images.to(device), labels.to(device)
+            lr = set_learning_rate(optimizer, recipe, iteration)
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                outputs = wrapped(images)
+            if criterion is None:
+                criterion = _criterion(recipe, outputs, model)
+            losses = criterion(outputs, labels)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"train: the loss is {loss.item()} at iteration {iteration + 1} "
+                                       f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); the "
+                                       f"last good checkpoint was kept; lower lr or try amp=None")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            iteration += 1
+            last = {"iteration": iteration, "lr": lr, "loss": loss.item(),
+                    **{k: v.item() for k, v in losses.items()}, "data_time": data_time,
+                    "time": time.perf_counter() - tick}
+            if rank == 0 and (iteration % recipe.log_interval == 0 or iteration == recipe.iterations):
+                elapsed = time.perf_counter() - started
+                last["eta_s"] = elapsed / max(iteration, 1) * (recipe.iterations - iteration)
+                if device.type == "cuda":
+                    last["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+                if progress:
+                    print(f"iter {iteration}/{recipe.iterations} loss {last['loss']:.4f} lr {lr:.3g}", flush=True)
+            done = iteration >= recipe.iterations or (stop_after is not None and iteration >= stop_after)
+            if iteration % recipe.checkpoint_interval == 0 or done:
+                _save(work_dir, recipe, model, optimizer, scaler, iteration, rank, world)
+            tick = time.perf_counter()
+            if done:
+                break
+    return last
+
+
+def _criterion(recipe: Recipe, outputs, model):
+    if recipe.loss == "atm":
+        classes = outputs["pred_logits"].shape[-1] - 1  # the extra "no object" class
+        loss = ATMLoss(classes, dec_layers=1 + len(outputs["aux_outputs"]))
+        return lambda out, label: loss(out, label)
+    return lambda out, label: cross_entropy_with_aux(out, label, recipe.aux_weight)
+
+
+def _save(work_dir: Path, recipe: Recipe, model, optimizer, scaler, iteration: int, rank: int, world: int) -> None:
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, _rng_state())
+    else:
+        states = [_rng_state()]
+    if rank == 0:
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "iteration": iteration, "rng": states, "recipe": vars(recipe)}, buffer)
+        write_atomically(work_dir / "checkpoints" / f"iter_{iteration}.pth", buffer.getvalue())
+        for old in checkpoint_paths(work_dir)[:-recipe.keep_checkpoints]:
+            old.unlink()
+    if world > 1:
+        dist.barrier()
