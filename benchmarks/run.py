@@ -61,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
     p.add_argument("--eval-model", default="hrvit_b1_segformer",
                    help="segmentor of the evaluation-throughput row (default hrvit_b1_segformer)")
+    p.add_argument("--train-batch", type=int, default=2,
+                   help="batch of the training-throughput row: full training steps of --eval-model at its recipe's "
+                        "crop (0: skip)")
     p.add_argument("--eval-images", type=int, default=4,
                    help="synthetic 512 x 683 ADE20K-layout images of the evaluation-throughput row (0: skip)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
@@ -305,6 +308,40 @@ def bench_evaluation(args, device, progress) -> dict:
     return row
 
 
+def bench_training(args, device, progress) -> dict:
+    """Images per second of a full training step (forward, the recipe's loss, backward, optimiser step) of
+    --eval-model at its recipe's crop, per backend, timed in turns (fp32 on CPU; the run's dtype under
+    autocast on CUDA)."""
+    from hrvit_kernels.train import default_recipe
+    from hrvit_kernels.train.loop import _criterion
+    from hrvit_kernels.train.optim import make_optimizer
+
+    recipe = default_recipe(args.eval_model)
+    model = hk.create_model(args.eval_model).to(device).train()
+    optimizer = make_optimizer(model, recipe)
+    x = torch.randn(args.train_batch, 3, recipe.crop, recipe.crop, device=device)
+    label = torch.randint(0, 150, (args.train_batch, recipe.crop, recipe.crop), device=device)
+    amp = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(args.dtype) if device.type == "cuda" else None
+
+    def step(backend):
+        def run():
+            with on_backend(model, backend), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                outputs = model(x)
+            loss = sum(_criterion(recipe, outputs, model)(outputs, label).values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return run
+
+    backends = model_backends(args.backends)
+    times = measure_interleaved({b: step(b) for b in backends}, device, 1, 2)
+    row = {"model": args.eval_model, "crop": recipe.crop, "batch": args.train_batch, "images_per_second": {}}
+    for backend in backends:
+        row["images_per_second"][backend] = args.train_batch / (times[backend]["median_ms"] / 1e3)
+        progress.step(f"train {args.eval_model} [{backend}] {row['images_per_second'][backend]:.2f} images/s")
+    return row
+
+
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
@@ -335,6 +372,16 @@ def to_markdown(report: dict) -> str:
                              f" | {_ratio(fs, r['latency'], 'forward', b)} | "
                              + (f"{train['median_ms']:.1f} | {_ratio(ts, r['latency'], 'train_step', b)} |"
                                 if train else "— | — |") + f" {rss} |")
+    if report.get("training"):
+        t = report["training"]
+        reference = t["images_per_second"].get("reference")
+        lines += ["", "## Training throughput", "",
+                  f"Full training steps of {t['model']} at {t['crop']} x {t['crop']}, batch {t['batch']} (forward, "
+                  "the recipe's loss, backward, optimiser step; median of two interleaved rounds):", "",
+                  "| backend | images/s | speedup |", "|---|---|---|"]
+        for backend, ips in t["images_per_second"].items():
+            lines.append(f"| {backend} | {ips:.2f} | {ips / reference:.2f}x |" if reference else
+                         f"| {backend} | {ips:.2f} | — |")
     if report.get("evaluation"):
         e = report["evaluation"]
         reference = e["images_per_second"].get("reference")
@@ -394,7 +441,8 @@ def main(argv=None) -> dict:
     backends_per_model = len(model_backends(args.backends))
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases)
-                        + (2 * backends_per_model if args.eval_images else 0))
+                        + (2 * backends_per_model if args.eval_images else 0)
+                        + (backends_per_model if args.train_batch else 0))
     load_before = load_per_core()
     report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
               "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -408,6 +456,8 @@ def main(argv=None) -> dict:
         report["environment"]["matmul_gflops"] = matmul_rate = matmul_rates[0]
     for case in op_cases:
         report["ops"].append(bench_op(case, args, device, dtype, progress, copy_gbs, matmul_rate))
+    if args.train_batch > 0:
+        report["training"] = bench_training(args, device, progress)
     if args.eval_images > 0:
         report["evaluation"] = bench_evaluation(args, device, progress)
     if op_cases:

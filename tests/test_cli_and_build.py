@@ -21,7 +21,7 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
         sys.path.pop(0)
     report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--op-repeats", "2",
                        "--warmup", "0", "--op-variants", "b1", "--no-atm", "--eval-images", "1",
-                       "--out", str(tmp_path)])
+                       "--train-batch", "1", "--out", str(tmp_path)])
     files = sorted(p.name for p in tmp_path.iterdir())
     assert [f.rsplit(".", 1)[1] for f in files] == ["json", "md", "svg"]
     saved = json.loads((tmp_path / files[0]).read_text())
@@ -34,6 +34,7 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert set(evaluation["images_per_second"]) == {"reference", "auto"}
     assert all(v > 0 for v in evaluation["images_per_second"].values())
     assert "## Evaluation throughput" in (tmp_path / files[1]).read_text()
+    assert set(saved["training"]["images_per_second"]) == {"reference", "auto"}  # training steps per backend
     ops = {(r["op"], r["label"]) for r in saved["ops"]}
     assert len(ops) == 10  # two ops x four branches, and the SegFormer head's two resizes
     for r in saved["ops"]:

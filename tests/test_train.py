@@ -23,25 +23,31 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "train_two_processes.py"
 SMALL = dict(crop=64, batch_size=2, workers=0, log_interval=1, warmup_iters=0, lr=1e-3)
 
 
-def learnable_dataset(root: Path, count: int = 8) -> Path:
-    """ADE20K layout; the label of a pixel is its red channel's half (values 1, 2: classes 0, 1)."""
+def learnable_dataset(root: Path, count: int = 8, val: int = 0) -> Path:
+    """ADE20K layout; the label of a pixel is its red channel's half (values 1, 2: classes 0, 1); ``val``
+    images in the validation split too."""
     rng = np.random.default_rng(0)
-    for i in range(count):
+    for i in range(count + val):
+        split = "training" if i < count else "validation"
         image = rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)
         image[:, :, 0] = np.where(np.arange(96)[None, :] < 48 + 8 * (i % 3), 30, 220)
         label = (1 + (image[:, :, 0] > 127)).astype(np.uint8)
         for folder, array, suffix in (("images", image, "png"), ("annotations", label, "png")):
-            path = root / folder / "training" / f"{i:03d}.{suffix}"
+            path = root / folder / split / f"{i:03d}.{suffix}"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(array).save(path)
     # The reader takes .jpg images; PNG content under a .jpg name keeps the pixels exact.
-    for path in (root / "images" / "training").glob("*.png"):
+    for path in (root / "images").glob("*/*.png"):
         path.rename(path.with_suffix(".jpg"))
     return root
 
 
+def _log(work_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
+
+
 def _losses(work_dir: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (work_dir / "log.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in _log(work_dir) if "loss" in row]
 
 
 def test_default_recipes_are_the_releases():
@@ -104,6 +110,17 @@ def test_every_family_trains(tmp_path, name):
     assert last["iteration"] == 2 and np.isfinite(last["loss"])
     expected = {"loss_ce", "loss_mask", "loss_dice"} if name.startswith("segvit") else {"loss_ce", "loss_ce_aux0"}
     assert expected <= set(last)
+
+
+def test_validation_keeps_the_best_model(tmp_path):
+    root = learnable_dataset(tmp_path / "data", count=4, val=2)
+    recipe = default_recipe("hrvit_b1_segformer").replace(iterations=4, val_interval=2, **SMALL,
+                                                          model_overrides=dict(num_classes=2))
+    last = train(recipe, root, tmp_path / "work", progress=False)
+    rows = [row["validation"] for row in _log(tmp_path / "work") if "validation" in row]
+    assert [r["iteration"] for r in rows] == [2, 4] and all(0 <= r["mIoU"] <= 1 for r in rows)
+    best = torch.load(tmp_path / "work" / "best.pth", weights_only=True)
+    assert best["mIoU"] == max(r["mIoU"] for r in rows) and last["val_mIoU"] == rows[-1]["mIoU"]
 
 
 def test_resume_is_exact_and_checkpoints_are_kept_atomically(tmp_path, monkeypatch):

@@ -24,7 +24,9 @@ def evaluate(model: torch.nn.Module, config: InferenceConfig, dataset, mode: str
     tqdm = require("tqdm").tqdm
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     sampler = DistributedSampler(dataset, shuffle=False) if distributed else None
-    loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, collate_fn=_first)
+    # Its own generator: evaluating (during training, say) leaves the global RNG as it was.
+    loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, collate_fn=_first,
+                        generator=torch.Generator().manual_seed(0))
     segmenter = Segmenter(model, config, device=device, amp=amp)
     metric = IoUMetric(dataset.num_classes, device=segmenter.device)
     start = time.perf_counter()

@@ -157,6 +157,8 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
         write_atomically(work_dir / "config.json", json.dumps(vars(recipe), indent=2, default=str))
     criterion = None
     log_path, last, started = work_dir / "log.jsonl", {}, time.perf_counter()
+    validation = _validation(recipe, data_root, work_dir, device, rank, log_path)
+    board = _tensorboard(work_dir) if rank == 0 else None
     while iteration < recipe.iterations and (stop_after is None or iteration < stop_after):
         epoch = iteration // iters_per_epoch
         sampler.set_position(epoch, (iteration % iters_per_epoch) * recipe.batch_size)
@@ -199,15 +201,66 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
                     last["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
                 with open(log_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
+                if board is not None:
+                    for key, value in last.items():
+                        board.add_scalar(f"train/{key}", value, iteration)
                 if progress:
                     print(f"iter {iteration}/{recipe.iterations} loss {last['loss']:.4f} lr {lr:.3g}", flush=True)
             done = iteration >= recipe.iterations or (stop_after is not None and iteration >= stop_after)
             if iteration % recipe.checkpoint_interval == 0 or done:
                 _save(work_dir, recipe, model, optimizer, scaler, iteration, rank, world)
+            if validation is not None and (iteration % recipe.val_interval == 0 or iteration >= recipe.iterations):
+                last.update(validation(model, iteration))
             tick = time.perf_counter()
             if done:
                 break
     return last
+
+
+def _tensorboard(work_dir: Path):
+    """A TensorBoard writer in work_dir/tensorboard when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(work_dir / "tensorboard"))
+
+
+def _validation(recipe: Recipe, data_root, work_dir: Path, device, rank: int, log_path: Path):
+    """A function (model, iteration) -> {"mIoU": ...} that evaluates on the val split with the release's test
+    configuration (all processes share the images) and keeps the best model as best.pth; None when the
+    dataset has no val split."""
+    from hrvit_kernels.data import DatasetError
+    from hrvit_kernels.inference import inference_config
+    from hrvit_kernels.inference.evaluate import evaluate
+
+    try:
+        dataset = SegmentationDataset(recipe.dataset, data_root, "val")
+    except DatasetError:
+        if rank == 0:
+            print(f"note: no val split under {data_root}: training without validation", flush=True)
+        return None
+    best = {"mIoU": -1.0}
+    if (work_dir / "best.pth").is_file():
+        best["mIoU"] = torch.load(work_dir / "best.pth", map_location="cpu", weights_only=True)["mIoU"]
+
+    def validate(model, iteration: int) -> dict:
+        model.eval()
+        results = evaluate(model, inference_config(recipe.model), dataset, device=device, workers=recipe.workers,
+                           progress=False)
+        model.train()
+        row = {"iteration": iteration, "mIoU": results["mIoU"], "mAcc": results["mAcc"], "aAcc": results["aAcc"]}
+        if rank == 0:
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"validation": row}) + "\n")
+            if results["mIoU"] > best["mIoU"]:  # NaN (no labelled pixel) never replaces a best model
+                best["mIoU"] = results["mIoU"]
+                buffer = io.BytesIO()
+                torch.save({"model": model.state_dict(), "iteration": iteration, "mIoU": results["mIoU"]}, buffer)
+                write_atomically(work_dir / "best.pth", buffer.getvalue())
+        return {"val_mIoU": results["mIoU"]}
+
+    return validate
 
 
 def _criterion(recipe: Recipe, outputs, model):
