@@ -13,13 +13,14 @@ from pathlib import Path
 def _models(args) -> int:
     from hrvit_kernels.models.cards import CARDS
 
-    print(f"{'model':36} {'params':>13} {'GMACs':>8} {'input':>5} {'test':>12} {'paper mIoU':>10}")
+    print(f"{'model':36} {'params':>13} {'GMACs':>8} {'input':>5} {'test':>12} {'paper':>12}")
     for name, card in CARDS.items():
         params = f"{card.params:,}" if card.params else "-"
         test = f"{card.test_mode} {card.test_crop}/{card.test_stride}" if card.test_mode == "slide" else (
             card.test_mode or "-")
-        miou = f"{card.paper_miou}" if card.paper_miou else "-"
-        print(f"{name:36} {params:>13} {card.release_gmacs:>8.2f} {card.input_size:>5} {test:>12} {miou:>10}")
+        paper = (f"{card.paper_miou} mIoU" if card.paper_miou else
+                 f"{card.paper_top1} top-1" if card.paper_top1 else "-")
+        print(f"{name:36} {params:>13} {card.release_gmacs:>8.2f} {card.input_size:>5} {test:>12} {paper:>12}")
     return 0
 
 

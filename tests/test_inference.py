@@ -52,7 +52,7 @@ def test_inference_configurations_follow_the_cards():
     assert (setr.mode, setr.crop, setr.stride, setr.base_scale, setr.fixed_window) == ("slide", 512, 341,
                                                                                        (2048, 512), True)
     assert inference_config("segvit_vit_l_pascal_context").crop == 480
-    with pytest.raises(ValueError, match="'hrvit_b1' is a backbone, not a segmentor"):
+    with pytest.raises(ValueError, match="'hrvit_b1' is not a segmentor"):
         inference_config("hrvit_b1")
     assert rescaled_size(375, 500, (2048, 512)) == (512, 683)  # short side to 512
     assert rescaled_size(100, 3000, (2048, 512)) == (68, 2048)  # long side to 2048

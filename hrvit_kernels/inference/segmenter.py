@@ -43,7 +43,7 @@ def inference_config(name: str, **overrides) -> InferenceConfig:
     card = model_card(name)
     if card.test_mode is None:
         segmentors = ", ".join(n for n, c in CARDS.items() if c.test_mode)
-        raise ValueError(f"inference_config: {name!r} is a backbone, not a segmentor; segmentors: {segmentors}")
+        raise ValueError(f"inference_config: {name!r} is not a segmentor; segmentors: {segmentors}")
     config = InferenceConfig(card.mean, card.std, card.test_mode, card.test_crop, card.test_stride,
                         BASE_SCALES.get(card.dataset), fixed_window=card.family == "setr")
     return replace(config, **overrides)

@@ -5,6 +5,7 @@
 = 1, batch 1) at ``input_size``; segmentors are measured to the decode head's output (before the final
 resize; SETR without its auxiliary heads). ``paper_*``: as printed in the paper or the release README
 (HRViT's FLOP counter is unknown; SegViT's and SETR's GFLOPs are fvcore multiply-adds).
+``paper_top1``: the ImageNet top-1 accuracy the release reports (classifiers).
 ``input_size``: the training crop (square), where multiply-adds are counted. ``mean`` / ``std``: the
 normalisation of 0-255 RGB inputs. ``test_mode``: "whole" image or "slide" windows of ``test_crop`` pixels
 every ``test_stride`` (recipes of the releases); backbones have none. ``dataset`` / ``num_classes``: what a
@@ -37,10 +38,16 @@ class ModelCard:
     test_crop: int | None = None
     test_stride: int | None = None
     decode_channels: int | None = None          # SegFormer head width (HRViT segmentors)
+    paper_top1: float | None = None             # ImageNet classifiers
 
 
 def _hrvit(variant: str, params: int, gmacs: float) -> ModelCard:
     return ModelCard(f"hrvit_{variant}", "hrvit", 512, gmacs, params)
+
+
+def _hrvit_cls(variant: str, params: int, gmacs: float, top1: float) -> ModelCard:
+    return ModelCard(f"hrvit_{variant}_cls", "hrvit", 224, gmacs, params, round(params / 1e6, 1), num_classes=1000,
+                     paper_top1=top1)
 
 
 def _hrvit_segformer(variant, params, gmacs, paper_params_m, paper_gflops, paper_miou, decode_channels):
@@ -68,6 +75,9 @@ CARDS: dict[str, ModelCard] = {card.name: card for card in [
     _hrvit("b1", 7_758_008, 10.75),
     _hrvit("b2", 20_310_944, 25.09),
     _hrvit("b3", 25_507_960, 28.73),
+    _hrvit_cls("b1", 19_685_152, 2.811, 80.5),
+    _hrvit_cls("b2", 32_486_408, 5.344, 82.3),
+    _hrvit_cls("b3", 37_870_304, 5.968, 82.8),
     _hrvit_segformer("b1", 8_183_118, 16.00, 8.2, 14.6, 45.88, 256),
     _hrvit_segformer("b2", 20_809_782, 30.48, 20.8, 28.0, 48.76, 256),
     _hrvit_segformer("b3", 28_724_494, 71.01, 28.7, 67.9, 50.20, 768),
