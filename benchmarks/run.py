@@ -29,6 +29,7 @@ from hrvit_kernels.models.cards import CARDS  # noqa: E402
 from hrvit_kernels._files import write_atomically  # noqa: E402
 from hrvit_kernels.flops import op_flops  # noqa: E402
 from hrvit_kernels.testing import on_backend  # noqa: E402
+from deploy_baselines import deploy_contenders  # noqa: E402
 from op_table import OPS  # noqa: E402
 from plot import speedup_svg  # noqa: E402
 
@@ -61,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--no-macs", action="store_true", help="skip counting multiply-adds")
     p.add_argument("--eval-model", default="hrvit_b1_segformer",
                    help="segmentor of the evaluation-throughput row (default hrvit_b1_segformer)")
+    p.add_argument("--no-deploy", action="store_true",
+                   help="skip the ONNX Runtime / OpenVINO rows of the HRViT segmentors (CPU, fp32 runs)")
     p.add_argument("--train-batch", type=int, default=2,
                    help="batch of the training-throughput row: full training steps of --eval-model at its recipe's "
                         "crop (0: skip)")
@@ -163,6 +166,14 @@ def main_output(out):
     return out["pred"] if isinstance(out, dict) else out
 
 
+def _first_output(out) -> torch.Tensor:
+    """The first output tensor, as float: segmentation logits, a backbone's first map, or an exported graph's
+    first output (a numpy array)."""
+    out = main_output(out)
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    return torch.as_tensor(out).float()
+
+
 def peak_rss_mib(name: str, backend: str, size: int, batch: int) -> float:
     """Peak resident memory of one training step, in a fresh process (CPU only)."""
     import subprocess
@@ -199,10 +210,19 @@ def bench_model(name, args, device, dtype, progress):
                 return fn()
         return run
 
+    contenders = {b: under(b, lambda: model(x)) for b in backends}
+    keep_alive = None
+    if not args.no_deploy and device.type == "cpu" and dtype == torch.float32 and name.startswith("hrvit"):
+        deploy, row["notes"], keep_alive = deploy_contenders(model, x, torch.get_num_threads())
+        contenders.update(deploy)
     with torch.no_grad():
-        forward = measure_interleaved({b: under(b, lambda: model(x)) for b in backends}, device, args.warmup,
-                                      args.repeats)
-    for backend in backends:
+        forward = measure_interleaved(contenders, device, args.warmup, args.repeats)
+        expected = _first_output(under("reference", lambda: model(x))())
+        for label, fn in contenders.items():  # the first output: the logits, or a backbone's stride-4 map
+            out = _first_output(fn())
+            forward[label]["max_rel_error"] = ((out - expected).norm() / expected.norm()).item()
+    del keep_alive
+    for backend in contenders:
         row["latency"][backend] = {"forward": forward[backend]}
         progress.step(f"{name} [{backend}] forward {forward[backend]['median_ms']:.1f} ms")
     if args.train:
@@ -360,18 +380,24 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {r['model']} | {r['params']:,} | {macs} | {release} | {paper} |")
         lines += ["", f"Latency at batch {report['config']['batch']}, {report['config']['size']} x "
                   f"{report['config']['size']}:", "",
-                  "| model | backend | forward ms (median, IQR) | speedup | train step ms | speedup | peak RSS MiB "
-                  f"(train step, batch {report['config']['memory_batch']}, fresh process) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | backend | forward ms (median, IQR) | speedup | rel. error | train step ms | speedup | "
+                  f"peak RSS MiB (train step, batch {report['config']['memory_batch']}, fresh process) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in report["models"]:
             fs, ts = speedups(r["latency"], "forward"), speedups(r["latency"], "train_step")
             for b, v in r["latency"].items():
                 train = v.get("train_step")
                 rss = f"{v['train_peak_rss_mib']:.0f}" if "train_peak_rss_mib" in v else "—"
+                error = f"{v['forward']['max_rel_error']:.1e}" if "max_rel_error" in v["forward"] else "—"
                 lines.append(f"| {r['model']} | {b} | {v['forward']['median_ms']:.1f} ± {v['forward']['iqr_ms']:.1f}"
-                             f" | {_ratio(fs, r['latency'], 'forward', b)} | "
+                             f" | {_ratio(fs, r['latency'], 'forward', b)} | {error} | "
                              + (f"{train['median_ms']:.1f} | {_ratio(ts, r['latency'], 'train_step', b)} |"
                                 if train else "— | — |") + f" {rss} |")
+        notes = sorted({n for r in report["models"] for n in r.get("notes", [])})
+        if notes:
+            lines += ["", "rel. error: relative L2 distance of the forward output to the fp32 eager reference's. "
+                      "Deployment contenders (ONNX Runtime, OpenVINO) run the model exported to ONNX from the release's "
+                      "sequence of ops.", ""] + [f"- {n}" for n in notes]
     if report.get("training"):
         t = report["training"]
         reference = t["images_per_second"].get("reference")
