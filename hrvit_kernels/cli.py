@@ -68,16 +68,20 @@ def _segment(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from hrvit_kernels._distributed import init_from_environment
     from hrvit_kernels._files import write_json_atomically
     from hrvit_kernels.data import SegmentationDataset
     from hrvit_kernels.inference import inference_config
     from hrvit_kernels.inference.evaluate import evaluate
 
+    rank, _ = init_from_environment()  # under torchrun the processes share the images
     dataset = SegmentationDataset(args.dataset, args.data_root, args.split)
     model = _build(args.model, args.checkpoint, dataset.num_classes)
     flip, scales = _aug(args.aug)
     results = evaluate(model, inference_config(args.model), dataset, mode=args.mode, flip=flip, scales=scales,
                        device=args.device, amp=args.amp, workers=args.workers)
+    if rank != 0:
+        return 0
     print(f"\n{'class':24} {'IoU':>7} {'Acc':>7}")
     for name, row in results["per_class"].items():
         cells = [f"{100 * v:7.2f}" if not math.isnan(v) else f"{'nan':>7}" for v in (row["IoU"], row["Acc"])]
@@ -163,6 +167,8 @@ def _train_arguments(q: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     import torch
 
+    from hrvit_kernels._distributed import local_device
+
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # key=value overrides may follow the options: parse positionals intermixed
         train_parser = argparse.ArgumentParser(prog="hrvit-kernels train", description=TRAIN_HELP)
@@ -174,7 +180,7 @@ def main(argv=None) -> int:
     if args.command == "train":
         return _train(args)
     if args.command != "models":
-        args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        args.device = args.device or str(local_device())
         if args.amp is None:
             args.amp = "bf16" if torch.device(args.device).type == "cuda" else "none"
         args.amp = None if args.amp == "none" else args.amp

@@ -1,7 +1,7 @@
 """DistributedDataParallel on two gloo processes: no warnings, in particular none about gradient strides
 (convolutions on channels-last inputs returned depthwise-weight gradients with other strides on size-1
 dims, and DDP compared them literally, on every parameter of the kind); IoUMetric sums its areas across
-the processes."""
+the processes, and evaluation shares the images between them, each exactly once."""
 import json
 import os
 import subprocess
@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+import hrvit_kernels as hk
 from hrvit_kernels.metrics import IoUMetric
+from test_evaluation import make_dataset
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_grad_layout.py"
 
@@ -20,8 +22,10 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_grad_layout.py"
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
 def test_ddp_backward_raises_no_warnings(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    data = tmp_path / "ade"
+    make_dataset(data, "ade20k", count=5, sizes=((33, 47), (40, 36)))
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(SCRIPT), str(tmp_path)], capture_output=True, text=True, env=env,
+                             str(SCRIPT), str(tmp_path), str(data)], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in range(2):
@@ -37,3 +41,16 @@ def test_ddp_backward_raises_no_warnings(tmp_path):
                         torch.randint(0, 4, (5, 7), generator=generator))
     for rank in range(2):
         assert json.loads((tmp_path / f"metric{rank}.json").read_text()) == expected.areas.tolist()
+    # Distributed evaluation: every image once, and the metric of the single-process run.
+    from hrvit_kernels.data import SegmentationDataset
+    from hrvit_kernels.inference import InferenceConfig
+    from hrvit_kernels.inference.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = hk.create_model("hrvit_b1_segformer", num_classes=150)
+    single = evaluate(model, InferenceConfig((0.0,) * 3, (255.0,) * 3, "whole"), SegmentationDataset("ade20k", data),
+                      workers=0, progress=False)
+    for rank in range(2):
+        shared = json.loads((tmp_path / f"evaluation{rank}.json").read_text())
+        assert shared["images"] == 5 and shared["aAcc"] == pytest.approx(single["aAcc"])
+        assert shared["mIoU"] == pytest.approx(single["mIoU"], nan_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from hrvit_kernels._distributed import init_from_environment, local_device
 from hrvit_kernels._files import write_atomically
 from hrvit_kernels._optional import require
 from hrvit_kernels.data import SegmentationDataset
@@ -70,16 +70,6 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.per_rank - self.start
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the default group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _rng_state() -> dict:
     """The RNG states as tensors and plain containers, so that checkpoints load with weights_only=True."""
     np = require("numpy")
@@ -121,9 +111,9 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
     checkpoint there. ``stop_after``: stop (after checkpointing) at that iteration, as an interruption would.
     Returns the last logged values."""
     np = require("numpy")
-    rank, world = _distributed()
+    rank, world = init_from_environment()
     work_dir = Path(work_dir)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    device = local_device()
     random.seed(recipe.seed + rank)
     np.random.seed(recipe.seed + rank)
     torch.manual_seed(recipe.seed + rank)

@@ -38,4 +38,16 @@ metric = IoUMetric(4)
 metric.update(torch.randint(0, 4, (5, 7), generator=generator), torch.randint(0, 4, (5, 7), generator=generator))
 metric.all_reduce()
 (Path(sys.argv[1]) / f"metric{dist.get_rank()}.json").write_text(json.dumps(metric.areas.tolist()))
+
+# Evaluation shares the images between the processes, each exactly once (5 images over 2 processes).
+if len(sys.argv) > 2:
+    from hrvit_kernels.data import SegmentationDataset
+    from hrvit_kernels.inference import InferenceConfig
+    from hrvit_kernels.inference.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = hk.create_model("hrvit_b1_segformer", num_classes=150)
+    config = InferenceConfig((0.0,) * 3, (255.0,) * 3, "whole")
+    results = evaluate(model, config, SegmentationDataset("ade20k", sys.argv[2]), workers=0, progress=False)
+    (Path(sys.argv[1]) / f"evaluation{dist.get_rank()}.json").write_text(json.dumps(results))
 dist.destroy_process_group()
