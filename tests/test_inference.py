@@ -112,6 +112,10 @@ def test_multi_scale_and_flip_keep_the_image_size():
     torch.testing.assert_close(probs.sum(0), torch.ones(37, 53))
     flipped = segmenter.segment(rgb[:, ::-1].copy(), flip=True, scales=(0.5, 1.25), return_probs=True)[1]
     torch.testing.assert_close(flipped.flip(-1), probs, atol=1e-5, rtol=1e-4)  # flip-averaging is symmetric
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    Segmenter(model, InferenceConfig(**PLAIN, mode="whole")).segment(rgb, scales=(1.25, 1.5))
+    assert seen == [(46, 66), (56, 80)]  # without a base scale the ratios apply to the image itself
     with pytest.raises(ValueError, match="argument 'scales' must be positive ratios"):
         segmenter.segment(rgb, scales=(0,))
     with pytest.raises(ValueError, match="argument 'mode' must be one of whole, slide"):

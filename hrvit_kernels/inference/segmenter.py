@@ -125,6 +125,8 @@ class Segmenter:
         if self.config.base_scale is not None:
             long_edge, short_edge = self.config.base_scale
             size = rescaled_size(height, width, (int(long_edge * ratio), int(short_edge * ratio)))
+        elif ratio != 1.0:  # no base scale: the ratio applies to the image itself
+            size = (max(1, round(height * ratio)), max(1, round(width * ratio)))
         if mode == "slide" and self.config.fixed_window and min(size) < self.config.crop:
             factor = self.config.crop / min(size)  # every window exactly crop x crop
             size = (max(self.config.crop, round(size[0] * factor)), max(self.config.crop, round(size[1] * factor)))
