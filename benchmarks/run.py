@@ -362,6 +362,16 @@ def bench_training(args, device, progress) -> dict:
     return row
 
 
+def _throughput_table(title: str, caption: str, images_per_second: dict) -> list[str]:
+    """A report section: images/s per backend and the speedup over the reference."""
+    reference = images_per_second.get("reference")
+    lines = ["", f"## {title}", "", caption, "", "| backend | images/s | speedup |", "|---|---|---|"]
+    for backend, ips in images_per_second.items():
+        lines.append(f"| {backend} | {ips:.2f} | {ips / reference:.2f}x |" if reference else
+                     f"| {backend} | {ips:.2f} | — |")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
@@ -400,24 +410,16 @@ def to_markdown(report: dict) -> str:
                       "sequence of ops.", ""] + [f"- {n}" for n in notes]
     if report.get("training"):
         t = report["training"]
-        reference = t["images_per_second"].get("reference")
-        lines += ["", "## Training throughput", "",
-                  f"Full training steps of {t['model']} at {t['crop']} x {t['crop']}, batch {t['batch']} (forward, "
-                  "the recipe's loss, backward, optimiser step; median of two interleaved rounds):", "",
-                  "| backend | images/s | speedup |", "|---|---|---|"]
-        for backend, ips in t["images_per_second"].items():
-            lines.append(f"| {backend} | {ips:.2f} | {ips / reference:.2f}x |" if reference else
-                         f"| {backend} | {ips:.2f} | — |")
+        lines += _throughput_table(
+            "Training throughput", f"Full training steps of {t['model']} at {t['crop']} x {t['crop']}, batch "
+            f"{t['batch']} (forward, the recipe's loss, backward, optimiser step; median of two interleaved rounds):",
+            t["images_per_second"])
     if report.get("evaluation"):
         e = report["evaluation"]
-        reference = e["images_per_second"].get("reference")
-        lines += ["", "## Evaluation throughput", "",
-                  f"`hrvit-kernels evaluate` path on {e['images']} synthetic {e['size'][0]} x {e['size'][1]} "
-                  f"ADE20K-layout images, {e['mode']}, {e['model']} (best of two interleaved rounds):", "",
-                  "| backend | images/s | speedup |", "|---|---|---|"]
-        for backend, ips in e["images_per_second"].items():
-            lines.append(f"| {backend} | {ips:.2f} | {ips / reference:.2f}x |" if reference else
-                         f"| {backend} | {ips:.2f} | — |")
+        lines += _throughput_table(
+            "Evaluation throughput", f"`hrvit-kernels evaluate` path on {e['images']} synthetic {e['size'][0]} x "
+            f"{e['size'][1]} ADE20K-layout images, {e['mode']}, {e['model']} (best of two interleaved rounds):",
+            e["images_per_second"])
     if report["ops"]:
         lines += ["", "## Ops", "", "Speedups are against the eager reference (the release-style sequence). "
                   "Rate: the forward's floating-point operations (real tokens only) / forward time, as a share of "

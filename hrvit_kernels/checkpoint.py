@@ -44,7 +44,8 @@ def extract_state_dict(checkpoint: Mapping) -> tuple[dict, str]:
     return dict(state), fmt
 
 
-def _listing(title: str, items: list[str]) -> str:
+def describe_keys(title: str, items: list[str]) -> str:
+    """'N title (the first five, ...)' for an error message about checkpoint keys."""
     shown = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
     return f"{len(items)} {title}" + (f" ({shown})" if items else "")
 
@@ -64,7 +65,7 @@ def load_checkpoint(model: nn.Module, checkpoint, trusted: bool = False) -> str:
     if missing or unexpected or wrong_shape:
         raise CheckpointMismatchError(
             f"load_checkpoint: the checkpoint ({fmt}) does not fit {type(model).__name__}: "
-            f"{_listing('missing', missing)}; {_listing('unexpected', unexpected)}; "
-            f"{_listing('wrongly shaped (checkpoint vs model)', wrong_shape)}. The model was not changed.")
+            f"{describe_keys('missing', missing)}; {describe_keys('unexpected', unexpected)}; "
+            f"{describe_keys('wrongly shaped (checkpoint vs model)', wrong_shape)}. The model was not changed.")
     model.load_state_dict(state, strict=True)
     return fmt

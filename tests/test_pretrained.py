@@ -69,6 +69,7 @@ def test_a_mismatch_leaves_the_model_unchanged():
     model = hk.create_model("segvit_vit_l_ade20k", **FAMILIES["segvit_vit_l_ade20k"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointMismatchError, match=r"1 encoder keys missing \(layers.3.ffn.layers.0.0.weight\); "
-                                                      r"0 unexpected \(\); 1 wrongly shaped"):
+                                                      r"0 unexpected; 1 wrongly shaped \(checkpoint vs model\) "
+                                                      r"\(layers.0.attn.attn.out_proj.weight: \(3, 3\) vs \(64, 64\)\)"):
         load_pretrained_backbone(model, checkpoint)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -21,6 +21,10 @@ from hrvit_kernels._optional import require
 from hrvit_kernels.data.classes import classes_of
 
 IGNORE_INDEX = 255
+# The releases' base scale (long edge, short edge) per dataset: the training pipeline's resize at ratio 1, and
+# the test-time resize.
+BASE_SCALES = {"ade20k": (2048, 512), "cityscapes": (2048, 1024), "pascal_context": (520, 520),
+               "coco_stuff": (2048, 512)}
 SPLITS = {
     "ade20k": {"train": "training", "val": "validation"},
     "cityscapes": {"train": "train", "val": "val"},

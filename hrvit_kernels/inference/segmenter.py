@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from hrvit_kernels.inference.images import read_image
+from hrvit_kernels.data.datasets import BASE_SCALES
 from hrvit_kernels.models.cards import CARDS, model_card
 
-# The base test scale (long edge, short edge) per dataset: the training pipeline's resize at ratio 1.
-BASE_SCALES = {"ade20k": (2048, 512), "cityscapes": (2048, 1024), "pascal_context": (520, 520),
-               "coco_stuff": (2048, 512)}
 MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 MODES = ("whole", "slide")
 

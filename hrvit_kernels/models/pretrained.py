@@ -18,7 +18,7 @@ import re
 import torch
 from torch import nn
 
-from hrvit_kernels.checkpoint import CheckpointMismatchError, extract_state_dict, read_checkpoint
+from hrvit_kernels.checkpoint import CheckpointMismatchError, describe_keys, extract_state_dict, read_checkpoint
 from hrvit_kernels.models._vit_common import resize_pos_embed
 
 # timm name -> mmseg name, per block (``{i}`` the block index), and outside the blocks.
@@ -103,12 +103,11 @@ def load_pretrained_backbone(model: nn.Module, checkpoint, trusted: bool = False
              if k in expected and state[k].shape != expected[k].shape]
     missing_encoder = [k for k in expected if _is_encoder_key(k) and k not in state]
     if unexpected or wrong or missing_encoder:
-        shown = lambda items: ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")  # noqa: E731
         raise CheckpointMismatchError(
             f"load_pretrained_backbone: the checkpoint ({fmt}, {source} naming) does not fit the "
-            f"{type(backbone).__name__} backbone ({target} naming): {len(missing_encoder)} encoder keys missing "
-            f"({shown(missing_encoder)}); {len(unexpected)} unexpected ({shown(unexpected)}); {len(wrong)} wrongly "
-            f"shaped ({shown(wrong)}). The model was not changed.")
+            f"{type(backbone).__name__} backbone ({target} naming): "
+            f"{describe_keys('encoder keys missing', missing_encoder)}; {describe_keys('unexpected', unexpected)}; "
+            f"{describe_keys('wrongly shaped (checkpoint vs model)', wrong)}. The model was not changed.")
     with torch.no_grad():
         backbone.load_state_dict(state, strict=False)
     kept = [k for k in expected if k not in state]

@@ -23,9 +23,10 @@ from hrvit_kernels._distributed import init_from_environment, local_device
 from hrvit_kernels._files import write_atomically
 from hrvit_kernels._optional import require
 from hrvit_kernels.data import SegmentationDataset
+from hrvit_kernels.data.datasets import BASE_SCALES
 from hrvit_kernels.models import ATMLoss, create_model, cross_entropy_with_aux, model_card
 from hrvit_kernels.train.optim import make_optimizer, set_learning_rate
-from hrvit_kernels.train.recipes import BASE_SCALES, Recipe
+from hrvit_kernels.train.recipes import Recipe
 from hrvit_kernels.train.transforms import TrainPipeline
 
 
@@ -125,6 +126,7 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
     wrapped = DistributedDataParallel(model, find_unused_parameters="mla" in recipe.model) if world > 1 else model
     optimizer = make_optimizer(model, recipe)
     scaler = torch.amp.GradScaler(enabled=recipe.amp == "fp16" and device.type == "cuda")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
     card = model_card(recipe.model)
     pipeline = TrainPipeline(BASE_SCALES[recipe.dataset], (recipe.crop, recipe.crop), card.mean, card.std)
     data = AugmentedDataset(SegmentationDataset(recipe.dataset, data_root, "train"), pipeline, recipe.seed)
@@ -162,8 +164,7 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
             data_time = time.perf_counter() - tick
             images, labels = images.to(device), labels.to(device)
             lr = set_learning_rate(optimizer, recipe, iteration)
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 outputs = wrapped(images)
             if criterion is None:
                 criterion = _criterion(recipe, outputs, model)
@@ -245,9 +246,8 @@ def _validation(recipe: Recipe, data_root, work_dir: Path, device, rank: int, lo
                 f.write(json.dumps({"validation": row}) + "\n")
             if results["mIoU"] > best["mIoU"]:  # NaN (no labelled pixel) never replaces a best model
                 best["mIoU"] = results["mIoU"]
-                buffer = io.BytesIO()
-                torch.save({"model": model.state_dict(), "iteration": iteration, "mIoU": results["mIoU"]}, buffer)
-                write_atomically(work_dir / "best.pth", buffer.getvalue())
+                _save_atomically({"model": model.state_dict(), "iteration": iteration, "mIoU": results["mIoU"]},
+                                 work_dir / "best.pth")
         return {"val_mIoU": results["mIoU"]}
 
     return validate
@@ -261,6 +261,13 @@ def _criterion(recipe: Recipe, outputs, model):
     return lambda out, label: cross_entropy_with_aux(out, label, recipe.aux_weight)
 
 
+def _save_atomically(payload: dict, path: Path) -> None:
+    """torch.save to a temporary file, then a rename: a crash never leaves a truncated checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomically(path, buffer.getvalue())
+
+
 def _save(work_dir: Path, recipe: Recipe, model, optimizer, scaler, iteration: int, rank: int, world: int) -> None:
     states = [None] * world
     if world > 1:
@@ -268,10 +275,9 @@ def _save(work_dir: Path, recipe: Recipe, model, optimizer, scaler, iteration: i
     else:
         states = [_rng_state()]
     if rank == 0:
-        buffer = io.BytesIO()
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "iteration": iteration, "rng": states, "recipe": vars(recipe)}, buffer)
-        write_atomically(work_dir / "checkpoints" / f"iter_{iteration}.pth", buffer.getvalue())
+        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scaler": scaler.state_dict(), "iteration": iteration, "rng": states,
+                          "recipe": vars(recipe)}, work_dir / "checkpoints" / f"iter_{iteration}.pth")
         for old in checkpoint_paths(work_dir)[:-recipe.keep_checkpoints]:
             old.unlink()
     if world > 1:

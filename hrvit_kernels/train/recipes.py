@@ -7,11 +7,6 @@ from dataclasses import dataclass, field
 
 from hrvit_kernels.models.cards import model_card
 
-# Crop per dataset (square), and the releases' base scales for the ratio-range resize.
-CROPS = {"ade20k": 512, "cityscapes": 1024, "pascal_context": 480, "coco_stuff": 512}
-BASE_SCALES = {"ade20k": (2048, 512), "cityscapes": (2048, 1024), "pascal_context": (520, 520),
-               "coco_stuff": (2048, 512)}
-
 
 @dataclass
 class Recipe:
@@ -58,7 +53,7 @@ def default_recipe(name: str) -> Recipe:
     card = model_card(name)
     if card.dataset is None:
         raise ValueError(f"default_recipe: {name!r} is a backbone; segmentors have recipes")
-    crop = CROPS[card.dataset] if card.family != "segvit" else card.input_size
+    crop = card.input_size  # a segmentor's card holds its training crop
     if card.family == "hrvit":
         return Recipe(name, card.dataset, crop, 160_000, 2, "adamw", 6e-5, 0.01, warmup_iters=1500,
                       head_lr_mult=1.0 if name.startswith("hrvit_b3") else 10.0)

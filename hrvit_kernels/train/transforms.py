@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from hrvit_kernels._optional import require
+from hrvit_kernels.data.datasets import IGNORE_INDEX
 from hrvit_kernels.inference.segmenter import rescaled_size
 
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
