@@ -2,10 +2,10 @@
 # One prepared run on a fresh GPU machine (Python 3.12, torch with CUDA, triton, no package registry), from
 # the repository root:   bash benchmarks/gpu_session.sh OUT_DIR
 # Installs the package, runs the Triton kernel tests compiled on the GPU (fp32, fp16, bf16, forward and
-# every gradient), the models under CUDA autocast, compute-sanitizer's memcheck on one small case per
+# every gradient), SyncBatchNorm against BatchNorm, the models under CUDA autocast, compute-sanitizer's memcheck on one small case per
 # kernel where it is installed, and the benchmark report in fp16 and bf16; everything goes under OUT_DIR
 # (one log per step, steps.txt with each step's exit status, summary.txt). Each step has its own time
-# limit, so a slow one cannot starve the rest: at most 9 minutes in all. Without CUDA it says so and exits 0.
+# limit, so a slow one cannot starve the rest: at most 9.3 minutes in all. Without CUDA it says so and exits 0.
 set -uo pipefail
 OUT=${1:?usage: bash benchmarks/gpu_session.sh OUT_DIR}
 mkdir -p "$OUT"
@@ -35,7 +35,10 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/nvid
 
 step install 90 pip install -e . --no-build-isolation --no-deps
 # Triton kernels compiled on the GPU (the tests run on CUDA when there is one: fp32, fp16 and bf16).
-step kernel_tests 120 python -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py
+step kernel_tests 120 python -m pytest -q -x -p no:cacheprovider tests/test_cswin_attention.py \
+    tests/test_mix_conv_gelu.py tests/test_attention_to_mask.py tests/test_resize_sum.py tests/test_backends.py
+# SyncBatchNorm on two processes (gloo, sharing the GPU) against BatchNorm on the joined batch.
+step sync_batchnorm 45 python -m pytest -q -p no:cacheprovider tests/test_train.py -k sync_batchnorm
 step model_autocast 45 python benchmarks/gpu_checks.py autocast
 if command -v compute-sanitizer > /dev/null; then
     step memcheck 45 compute-sanitizer --tool memcheck --error-exitcode 1 python benchmarks/gpu_checks.py memcheck
@@ -43,7 +46,7 @@ else
     log "memcheck: compute-sanitizer is not installed, skipped"
 fi
 for dtype in float16 bfloat16; do
-    step "report_$dtype" 120 python benchmarks/run.py --device cuda --dtype "$dtype" --batch 16 \
+    step "report_$dtype" 105 python benchmarks/run.py --device cuda --dtype "$dtype" --batch 16 \
         --models hrvit_b1_segformer hrvit_b3_segformer segvit_vit_l_ade20k --train \
         --op-variants b1 b2 b3 --op-sizes 512 1024x2048 --repeats 5 --out "$OUT/report_$dtype"
 done

@@ -107,17 +107,20 @@ def _parse_override(text: str):
 
 
 def _train(args) -> int:
-    from hrvit_kernels.train import default_recipe, train
+    from hrvit_kernels.models import model_card
+    from hrvit_kernels.train import default_classification_recipe, default_recipe, train, train_classifier
 
     overrides = dict(_parse_override(o) for o in args.overrides)
-    for key in ("betas",):
+    for key in ("betas", "scale"):
         if isinstance(overrides.get(key), list):
             overrides[key] = tuple(overrides[key])
-    recipe = default_recipe(args.model).replace(**overrides)
+    classifier = model_card(args.model).task == "classification"
+    recipe = (default_classification_recipe if classifier else default_recipe)(args.model).replace(**overrides)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         print("recipe:", json.dumps(vars(recipe), indent=1, default=str))
-    last = train(recipe, args.data_root, args.work_dir, resume=not args.no_resume)
+    last = (train_classifier if classifier else train)(recipe, args.data_root, args.work_dir,
+                                                       resume=not args.no_resume)
     if rank == 0:
         print("finished:", json.dumps(last))
     return 0
@@ -153,12 +156,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-TRAIN_HELP = "train a segmentor with its release's recipe (torchrun for many processes)"
+TRAIN_HELP = ("train a segmentor with its release's recipe, or pretrain a classifier on an ImageNet-layout folder "
+              "(torchrun for many processes)")
 
 
 def _train_arguments(q: argparse.ArgumentParser) -> None:
-    q.add_argument("model", help="a registered segmentor; its release's recipe is the default")
-    q.add_argument("--data-root", required=True, help="the dataset folder (the recipe's dataset layout)")
+    q.add_argument("model", help="a registered segmentor or classifier; its release's recipe is the default")
+    q.add_argument("--data-root", required=True,
+                   help="the dataset folder (the recipe's dataset layout; classifiers: train/<class>/*, val/<class>/*)")
     q.add_argument("--work-dir", required=True, help="configuration, logs and checkpoints go here")
     q.add_argument("--no-resume", action="store_true", help="start over even if the work dir has checkpoints")
     q.add_argument("overrides", nargs="*", help="recipe fields as key=value, e.g. iterations=2000 lr=1e-4")

@@ -171,12 +171,11 @@ def test_a_diverging_loss_stops_without_writing(tmp_path, monkeypatch):
 
 
 def test_two_gloo_processes_resume_exactly(tmp_path):
-    """(SyncBatchNorm, which the recipes use on GPUs, refuses CPU tensors in PyTorch: its equality with
-    BatchNorm on the joined batch needs two GPUs.)"""
+    """(PyTorch's SyncBatchNorm refuses CPU tensors: its test, the last here, runs where CUDA is.)"""
     root = learnable_dataset(tmp_path / "data")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(SCRIPT), str(root), str(tmp_path)], capture_output=True, text=True, env=env,
+                             str(SCRIPT), str(root), str(tmp_path), "segmentation"], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
@@ -194,3 +193,15 @@ def test_train_command_saves_the_resolved_configuration(tmp_path, capsys):
     assert config["iterations"] == 1 and config["lr"] == 6e-5 and config["model_overrides"] == {"num_classes": 2}
     assert checkpoint_paths(tmp_path / "work")[-1].name == "iter_1.pth"
     assert '"optimizer": "adamw"' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch's SyncBatchNorm refuses CPU tensors: needs CUDA")
+def test_sync_batchnorm_on_two_processes_equals_batchnorm_on_the_joined_batch(tmp_path):
+    """Two gloo processes share one GPU (NCCL would need two)."""
+    script = Path(__file__).resolve().parent / "scripts" / "sync_batchnorm.py"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sync_batchnorm_modules"] > 0
+    assert max(report["output_rel"], report["grad_rel"], report["running_stats_rel"]) < 1e-4, report

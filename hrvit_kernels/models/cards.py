@@ -40,6 +40,13 @@ class ModelCard:
     decode_channels: int | None = None          # SegFormer head width (HRViT segmentors)
     paper_top1: float | None = None             # ImageNet classifiers
 
+    @property
+    def task(self) -> str:
+        """"segmentation" (a dataset's classes), "classification" (ImageNet classes) or "backbone"."""
+        if self.dataset is not None:
+            return "segmentation"
+        return "classification" if self.num_classes else "backbone"
+
 
 def _hrvit(variant: str, params: int, gmacs: float) -> ModelCard:
     return ModelCard(f"hrvit_{variant}", "hrvit", 512, gmacs, params)

@@ -71,7 +71,7 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.per_rank - self.start
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     """The RNG states as tensors and plain containers, so that checkpoints load with weights_only=True."""
     np = require("numpy")
     name, keys, position, has_gauss, gauss = np.random.get_state()
@@ -80,7 +80,7 @@ def _rng_state() -> dict:
             "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     np = require("numpy")
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python"]))
     name, keys, position, has_gauss, gauss = state["numpy"]
@@ -143,14 +143,14 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         iteration = state["iteration"]
-        _set_rng_state(state["rng"][rank])
+        set_rng_state(state["rng"][rank])
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(work_dir / "config.json", json.dumps(vars(recipe), indent=2, default=str))
     criterion = None
     log_path, last, started = work_dir / "log.jsonl", {}, time.perf_counter()
     validation = _validation(recipe, data_root, work_dir, device, rank, log_path)
-    board = _tensorboard(work_dir) if rank == 0 else None
+    board = tensorboard_writer(work_dir) if rank == 0 else None
     while iteration < recipe.iterations and (stop_after is None or iteration < stop_after):
         epoch = iteration // iters_per_epoch
         sampler.set_position(epoch, (iteration % iters_per_epoch) * recipe.batch_size)
@@ -186,20 +186,12 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
                     **{k: v.item() for k, v in losses.items()}, "data_time": data_time,
                     "time": time.perf_counter() - tick}
             if rank == 0 and (iteration % recipe.log_interval == 0 or iteration == recipe.iterations):
-                elapsed = time.perf_counter() - started
-                last["eta_s"] = elapsed / max(iteration, 1) * (recipe.iterations - iteration)
-                if device.type == "cuda":
-                    last["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(last) + "\n")
-                if board is not None:
-                    for key, value in last.items():
-                        board.add_scalar(f"train/{key}", value, iteration)
-                if progress:
-                    print(f"iter {iteration}/{recipe.iterations} loss {last['loss']:.4f} lr {lr:.3g}", flush=True)
+                log_row(last, log_path, board, recipe.iterations, started, device, progress)
             done = iteration >= recipe.iterations or (stop_after is not None and iteration >= stop_after)
             if iteration % recipe.checkpoint_interval == 0 or done:
-                _save(work_dir, recipe, model, optimizer, scaler, iteration, rank, world)
+                save_checkpoint(work_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                           "scaler": scaler.state_dict(), "recipe": vars(recipe)},
+                                iteration, recipe.keep_checkpoints, rank, world)
             if validation is not None and (iteration % recipe.val_interval == 0 or iteration >= recipe.iterations):
                 last.update(validation(model, iteration))
             tick = time.perf_counter()
@@ -208,7 +200,7 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
     return last
 
 
-def _tensorboard(work_dir: Path):
+def tensorboard_writer(work_dir: Path):
     """A TensorBoard writer in work_dir/tensorboard when the tensorboard package is installed, else None."""
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -246,7 +238,7 @@ def _validation(recipe: Recipe, data_root, work_dir: Path, device, rank: int, lo
                 f.write(json.dumps({"validation": row}) + "\n")
             if results["mIoU"] > best["mIoU"]:  # NaN (no labelled pixel) never replaces a best model
                 best["mIoU"] = results["mIoU"]
-                _save_atomically({"model": model.state_dict(), "iteration": iteration, "mIoU": results["mIoU"]},
+                save_atomically({"model": model.state_dict(), "iteration": iteration, "mIoU": results["mIoU"]},
                                  work_dir / "best.pth")
         return {"val_mIoU": results["mIoU"]}
 
@@ -261,24 +253,42 @@ def _criterion(recipe: Recipe, outputs, model):
     return lambda out, label: cross_entropy_with_aux(out, label, recipe.aux_weight)
 
 
-def _save_atomically(payload: dict, path: Path) -> None:
+def save_atomically(payload: dict, path: Path) -> None:
     """torch.save to a temporary file, then a rename: a crash never leaves a truncated checkpoint."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write_atomically(path, buffer.getvalue())
 
 
-def _save(work_dir: Path, recipe: Recipe, model, optimizer, scaler, iteration: int, rank: int, world: int) -> None:
+def save_checkpoint(work_dir: Path, state: dict, iteration: int, keep: int, rank: int, world: int) -> None:
+    """Writes ``state`` plus every rank's RNG states as work_dir/checkpoints/iter_<iteration>.pth (atomically,
+    from rank 0) and keeps the newest ``keep`` checkpoints."""
     states = [None] * world
     if world > 1:
-        dist.all_gather_object(states, _rng_state())
+        dist.all_gather_object(states, rng_state())
     else:
-        states = [_rng_state()]
+        states = [rng_state()]
     if rank == 0:
-        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scaler": scaler.state_dict(), "iteration": iteration, "rng": states,
-                          "recipe": vars(recipe)}, work_dir / "checkpoints" / f"iter_{iteration}.pth")
-        for old in checkpoint_paths(work_dir)[:-recipe.keep_checkpoints]:
+        save_atomically({**state, "iteration": iteration, "rng": states},
+                        work_dir / "checkpoints" / f"iter_{iteration}.pth")
+        for old in checkpoint_paths(work_dir)[:-keep]:
             old.unlink()
     if world > 1:
         dist.barrier()
+
+
+def log_row(row: dict, log_path: Path, board, total: int, started: float, device, progress: bool) -> None:
+    """Adds the ETA and peak memory to a logging interval's row, appends it to the JSON-lines log and
+    TensorBoard, and prints a progress line."""
+    iteration = row["iteration"]
+    row["eta_s"] = (time.perf_counter() - started) / max(iteration, 1) * (total - iteration)
+    if device.type == "cuda":
+        row["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    with open(log_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if board is not None:
+        for key, value in row.items():
+            board.add_scalar(f"train/{key}", value, iteration)
+    if progress:
+        print(f"iter {iteration}/{total} loss {row['loss']:.4f} lr {row['lr']:.3g} "
+              f"eta {row['eta_s'] / 60:.1f} min", flush=True)

@@ -51,8 +51,9 @@ class Recipe:
 def default_recipe(name: str) -> Recipe:
     """The release's recipe of a registered segmentor (recipes of the releases, ADE20K-family datasets)."""
     card = model_card(name)
-    if card.dataset is None:
-        raise ValueError(f"default_recipe: {name!r} is a backbone; segmentors have recipes")
+    if card.task != "segmentation":
+        raise ValueError(f"default_recipe: {name!r} is a {card.task} model; segmentors have these recipes "
+                         f"(classifiers: default_classification_recipe)")
     crop = card.input_size  # a segmentor's card holds its training crop
     if card.family == "hrvit":
         return Recipe(name, card.dataset, crop, 160_000, 2, "adamw", 6e-5, 0.01, warmup_iters=1500,
