@@ -8,6 +8,7 @@
 
 #include "hrvit/kernels/attention_to_mask.h"
 #include "hrvit/kernels/cswin_attention.h"
+#include "hrvit/kernels/hlg_attention.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
 
@@ -93,6 +94,40 @@ void attention_to_mask_backward(index_t batch, index_t queries, index_t keys, in
                                     ptr<float>(grad_v), threads);
 }
 
+void hlg_local_attention_forward(index_t batch, index_t height, index_t width, index_t channels, index_t heads,
+                                 bool dilated, float scale, const TokenArg& q, const TokenArg& v, uintptr_t bias,
+                                 uintptr_t out, uintptr_t lse, int threads) {
+  hrvit::hlg_local_attention_forward({batch, height, width, channels, heads, dilated, scale}, tokens(q), tokens(v),
+                                     ptr<const float>(bias), ptr<float>(out), ptr<float>(lse), threads);
+}
+
+void hlg_local_attention_backward(index_t batch, index_t height, index_t width, index_t channels, index_t heads,
+                                  bool dilated, float scale, const TokenArg& q, const TokenArg& v,
+                                  const TokenArg& out, uintptr_t lse, const TokenArg& grad_out, uintptr_t bias,
+                                  uintptr_t grad_q, uintptr_t grad_v, uintptr_t grad_bias, int threads) {
+  hrvit::hlg_local_attention_backward({batch, height, width, channels, heads, dilated, scale}, tokens(q), tokens(v),
+                                      tokens(out), ptr<const float>(lse), tokens(grad_out), ptr<const float>(bias),
+                                      ptr<float>(grad_q), ptr<float>(grad_v), ptr<float>(grad_bias), threads);
+}
+
+void hlg_global_attention_forward(index_t batch, index_t height, index_t width, index_t keys, index_t channels,
+                                  index_t heads, float scale, const TokenArg& q, const TokenArg& k,
+                                  const TokenArg& v, uintptr_t table, uintptr_t out, uintptr_t lse, int threads) {
+  hrvit::hlg_global_attention_forward({batch, height, width, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                      tokens(v), ptr<const float>(table), ptr<float>(out), ptr<float>(lse), threads);
+}
+
+void hlg_global_attention_backward(index_t batch, index_t height, index_t width, index_t keys, index_t channels,
+                                   index_t heads, float scale, const TokenArg& q, const TokenArg& k,
+                                   const TokenArg& v, const TokenArg& out, uintptr_t lse, const TokenArg& grad_out,
+                                   uintptr_t table, uintptr_t grad_q, uintptr_t grad_k, uintptr_t grad_v,
+                                   uintptr_t grad_table, int threads) {
+  hrvit::hlg_global_attention_backward({batch, height, width, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                       tokens(v), tokens(out), ptr<const float>(lse), tokens(grad_out),
+                                       ptr<const float>(table), ptr<float>(grad_q), ptr<float>(grad_k),
+                                       ptr<float>(grad_v), ptr<float>(grad_table), threads);
+}
+
 // Each map crosses as (address, height, width): `planes` contiguous fp32 planes.
 using ResizeArg = std::tuple<uintptr_t, index_t, index_t>;
 
@@ -127,6 +162,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);
   m.def("attention_to_mask_backward", &attention_to_mask_backward, nogil);
+  m.def("hlg_local_attention_forward", &hlg_local_attention_forward, nogil);
+  m.def("hlg_local_attention_backward", &hlg_local_attention_backward, nogil);
+  m.def("hlg_global_attention_forward", &hlg_global_attention_forward, nogil);
+  m.def("hlg_global_attention_backward", &hlg_global_attention_backward, nogil);
   m.def("resize_sum_forward", &resize_sum_forward, nogil);
   m.def("resize_backward", &resize_backward, nogil);
 }

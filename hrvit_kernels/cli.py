@@ -20,7 +20,8 @@ def _models(args) -> int:
             card.test_mode or "-")
         paper = (f"{card.paper_miou} mIoU" if card.paper_miou else
                  f"{card.paper_top1} top-1" if card.paper_top1 else "-")
-        print(f"{name:36} {params:>13} {card.release_gmacs:>8.2f} {card.input_size:>5} {test:>12} {paper:>12}")
+        gmacs = f"{card.release_gmacs:.2f}" if card.release_gmacs else "-"
+        print(f"{name:36} {params:>13} {gmacs:>8} {card.input_size:>5} {test:>12} {paper:>12}")
     return 0
 
 

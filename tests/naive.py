@@ -64,3 +64,54 @@ def attention_to_mask_naive(q, k, v, num_heads, scale):
         outs.append(torch.softmax(logits, dim=-1) @ v[..., ch])
         logits_sum = logits_sum + logits
     return torch.cat(outs, dim=-1), logits_sum / num_heads
+
+
+def hlg_windows_naive(H, W, dilated):
+    """Each window's pixel list [(y, x) or None for padding] in token order, windows in window order."""
+    nh, nw = -(-H // 7), -(-W // 7)
+    windows = []
+    for a in range(nh):
+        for b in range(nw):
+            pixels = []
+            for i in range(7):
+                for j in range(7):
+                    y, x = (nh * i + a, nw * j + b) if dilated else (7 * a + i, 7 * b + j)
+                    pixels.append((y, x) if y < H and x < W else None)
+            windows.append(pixels)
+    return windows
+
+
+def hlg_local_attention_naive(q, v, H, W, dilated, bias, scale):
+    """Per window and head: softmax over the window's real pixels of scale q_i . q_j + bias[h, i, j]."""
+    B, N, C = q.shape
+    heads = bias.shape[0]
+    d = C // heads
+    out = torch.zeros_like(q)
+    for pixels in hlg_windows_naive(H, W, dilated):
+        real = [(t, p[0] * W + p[1]) for t, p in enumerate(pixels) if p is not None]
+        slots = [t for t, _ in real]
+        rows = torch.tensor([n for _, n in real])
+        for h in range(heads):
+            ch = slice(h * d, (h + 1) * d)
+            Q = q[:, rows, ch]
+            logits = Q @ Q.transpose(1, 2) * scale + bias[h][slots][:, slots]
+            out[:, rows, ch] = logits.softmax(-1) @ v[:, rows, ch]
+    return out
+
+
+def hlg_global_attention_naive(q, k, v, H, W, bias_table, scale):
+    """Pixel (y, x) against key m at (m // W, m % W), bias from the offset table of the H x W map."""
+    B, N, C = q.shape
+    M = k.shape[1]
+    heads = bias_table.shape[0]
+    d = C // heads
+    bias = torch.empty(heads, N, M, dtype=bias_table.dtype)
+    for n in range(N):
+        for m in range(M):
+            dy, dx = n // W - m // W, n % W - m % W
+            bias[:, n, m] = bias_table[:, (dy + H - 1) * (2 * W - 1) + dx + W - 1]
+    out = torch.zeros_like(q)
+    for h in range(heads):
+        ch = slice(h * d, (h + 1) * d)
+        out[:, :, ch] = (q[:, :, ch] @ k[:, :, ch].transpose(1, 2) * scale + bias[h]).softmax(-1) @ v[:, :, ch]
+    return out

@@ -33,7 +33,7 @@ def test_segmentor_cards_match_the_built_model(name):
 
 def test_card_figures_are_complete_where_the_papers_give_them():
     for card in CARDS.values():
-        assert card.input_size > 0 and card.release_gmacs > 0
+        assert card.input_size > 0 and (card.release_gmacs or 0) > 0 or card.name.startswith("setr_hlg")
         if card.dataset is not None:
             assert card.paper_miou is not None
     assert torch.tensor([c.decode_channels for c in CARDS.values() if c.family == "hrvit" and c.dataset]).tolist() \

@@ -193,7 +193,7 @@ void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, Toke
           attend_key_block_backward(QT.data() + i0 * d, Q.data() + i0 * d, dOT.data() + i0 * d,
                                     dO.data() + i0 * d, row_lse.data() + i0, D.data() + i0, k_block, k.sn,
                                     v_block, v.sn, n, d, w, dQT.data() + i0 * d, dK.data(), dV.data(),
-                                    add_mask_grad);
+                                    NoBias{}, add_mask_grad);
         }
         for (index_t r = 0; r < n; ++r) {
           write_row(dK.data() + r * d, d, grad_k + (b * Lk + j0 + r) * C + c0);

@@ -1,6 +1,6 @@
-"""Models: the HRViT, SegViT and SETR families, their heads and segmentors, and a card per model;
+"""Models: the HRViT, SegViT, SETR and HLG families, their heads and segmentors, and a card per model;
 ``create_model`` builds them by name."""
-from hrvit_kernels.models import hrvit_cls, hrvit_segformer, segvit, setr  # noqa: F401  (register them)
+from hrvit_kernels.models import hlg, hrvit_cls, hrvit_segformer, segvit, setr, setr_hlg  # noqa: F401  (register)
 from hrvit_kernels.models.cards import ModelCard, model_card
 from hrvit_kernels.models.heads import SegFormerHead
 from hrvit_kernels.models.hrvit import VARIANTS, HRViT, HRViTConfig

@@ -23,9 +23,9 @@ HALF_RANGE = (127.5, 127.5, 127.5)  # SegViT: mean = std = 127.5, pixels in [-1,
 @dataclass(frozen=True)
 class ModelCard:
     name: str
-    family: str                                 # "hrvit" | "segvit" | "setr"
+    family: str                                 # "hrvit" | "segvit" | "setr" | "hlg"
     input_size: int
-    release_gmacs: float
+    release_gmacs: float | None                 # None: the release cannot run this model (SETR-HLG)
     params: int | None = None
     paper_params_m: float | None = None
     paper_gflops: float | None = None
@@ -98,6 +98,32 @@ CARDS: dict[str, ModelCard] = {card.name: card for card in [
     _setr("pup", 318_307_292, 418.2, 48.62),
     _setr("mla", 310_568_836, 378.7, 48.64),
 ]}
+
+
+def _hlg(variant: str, params: int, gmacs: float, paper_params_m: float, paper_gflops: float,
+         top1: float) -> ModelCard:
+    return ModelCard(f"hlg_{variant}", "hlg", 224, gmacs, params, paper_params_m, paper_gflops, num_classes=1000,
+                     paper_top1=top1)
+
+
+def _setr_hlg(variant: str, params: int | None, miou: float) -> ModelCard:
+    return ModelCard(f"setr_hlg_{variant}", "hlg", 512, None, params, paper_miou=miou, dataset="ade20k",
+                     num_classes=150, test_mode="slide", test_crop=512, test_stride=341)
+
+
+# HLG: fvcore multiply-adds of the repaired classification release at 224 (the release runs nothing as
+# published); the README's params (M), FLOPs (G) and top-1. SETR-HLG: the README's ADE20K mIoU (no release
+# checkpoint, and the segmentation code cannot run, so no release multiply-adds); Small's parameter count
+# is the release configuration's (medium / large have no key listing to check against).
+CARDS.update({card.name: card for card in [
+    _hlg("tiny", 11_035_824, 2.678, 11, 2.1, 81.1),
+    _hlg("small", 24_273_004, 5.823, 24, 4.7, 82.3),
+    _hlg("medium", 39_978_412, 8.749, 43, 9.0, 83.6),
+    _hlg("large", 84_355_640, 17.898, 84, 15.9, 84.1),
+    _setr_hlg("small", 38_016_464, 47.3),
+    _setr_hlg("medium", None, 49.3),
+    _setr_hlg("large", None, 49.8),
+]})
 
 
 def model_card(name: str) -> ModelCard:

@@ -24,11 +24,14 @@ class EncoderDecoder(nn.Module):
     the input resolution, or dict(pred=..., aux=[...]) when there are auxiliary heads."""
 
     def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head=None):
+        """``auxiliary_head``: a list of heads (keys ``auxiliary_head.{i}.*``) or one head (keys
+        ``auxiliary_head.*``), as mmseg builds a list or a single dict."""
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
         if auxiliary_head is not None:
-            self.auxiliary_head = nn.ModuleList(auxiliary_head)
+            single = isinstance(auxiliary_head, nn.Module) and not isinstance(auxiliary_head, nn.ModuleList)
+            self.auxiliary_head = auxiliary_head if single else nn.ModuleList(auxiliary_head)
         keep_gradient_layout(self)
 
     def encode_decode(self, x: torch.Tensor):
@@ -43,4 +46,5 @@ class EncoderDecoder(nn.Module):
         pred = _resize(out, x.shape[-2:])
         if not self.training or not hasattr(self, "auxiliary_head"):
             return pred
-        return dict(pred=pred, aux=[_resize(head(features), x.shape[-2:]) for head in self.auxiliary_head])
+        heads = self.auxiliary_head if isinstance(self.auxiliary_head, nn.ModuleList) else [self.auxiliary_head]
+        return dict(pred=pred, aux=[_resize(head(features), x.shape[-2:]) for head in heads])

@@ -79,12 +79,17 @@ class ClassificationRecipe:
 
 
 def default_classification_recipe(name: str) -> ClassificationRecipe:
-    """The release's ImageNet recipe of a registered classifier (HRViT: spec section 10, batch 1024 as
-    32 per GPU x 32 GPUs)."""
+    """The release's ImageNet recipe of a registered classifier. HRViT (hrvit.md section 10): batch 1024 as 32
+    per GPU x 32 GPUs. HLG (hlg.md section 2.7, its Swin-style config): batch 128 per GPU, lr 5e-4, EMA."""
     card = model_card(name)
     if card.task != "classification":
         raise ValueError(f"default_classification_recipe: {name!r} is not an ImageNet classifier; classifiers: "
                          f"{', '.join(n for n in _classifiers())}")
+    if card.family == "hlg":
+        return ClassificationRecipe(name, input_size=card.input_size, batch_size=128, lr=5e-4, min_lr=5e-6,
+                                    warmup_lr=5e-7, cooldown_epochs=0, clip_grad=5.0, drop_rate=0.0,
+                                    drop_path_rate=0.2, crop_pct=0.875, train_interpolation="bicubic",
+                                    model_ema_decay=0.99996)
     return ClassificationRecipe(name, input_size=card.input_size)
 
 

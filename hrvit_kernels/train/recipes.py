@@ -64,5 +64,7 @@ def default_recipe(name: str) -> Recipe:
         return Recipe(name, card.dataset, crop, iterations, 2, "adamw", 2e-5, decay, no_decay_keywords=("norm", "ln"),
                       poly_power=2.0 if card.dataset == "coco_stuff" else 1.0, warmup_iters=1500, grad_clip=35.0,
                       loss="atm", sync_bn=False)
+    if card.family == "hlg":  # SETR-HLG (spec hlg.md section 5): AdamW without weight decay, head lr x10
+        return Recipe(name, card.dataset, crop, 160_000, 2, "adamw", 6e-5, 0.0, warmup_iters=1500)
     lr = 0.01 if "naive" in name else 0.001
     return Recipe(name, card.dataset, crop, 160_000, 2, "sgd", lr, 0.0, poly_power=0.9, min_lr=1e-4)

@@ -88,14 +88,20 @@ struct QueryBlockStats {
 // (first = true, stats reset) sets O, later ones rescale it and add to it; O stays unnormalised until
 // finish_query_block. With Sum set, the block's base-2 logits S^T (n x kQueryBlock) are also written
 // to (kSet) or added to (kAdd) logit_sum, by the pass that finds their maxima.
+// add_bias(ST, n), when given, adds a position bias (in base 2) to the block's logits S^T before anything
+// else reads them.
 enum class LogitSum { kNone, kSet, kAdd };
-template <bool ValueRows, LogitSum Sum = LogitSum::kNone>
+struct NoBias {
+  void operator()(float*, index_t) const {}
+};
+template <bool ValueRows, LogitSum Sum = LogitSum::kNone, typename AddBias = NoBias>
 void attend_key_block(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v, index_t n,
                       index_t d, bool first, QueryBlockStats& stats, float* scratch, float* O,
-                      float* logit_sum = nullptr) {
+                      float* logit_sum = nullptr, const AddBias& add_bias = AddBias{}) {
   constexpr index_t kVecs = QueryBlockStats::kVecs;
   float* ST = scratch;  // n x kQueryBlock
   gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, ST, kQueryBlock);
+  add_bias(ST, n);
   vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
   for (index_t t = 0; t < kVecs; ++t) new_max[t] = stats.max[t];
   for (index_t r = 0; r < n; ++r)
@@ -147,14 +153,20 @@ void finish_query_block(const QueryBlockStats& stats, index_t d, float* O, float
 
 // One head's attention for a block of kQueryBlock queries against all Lk keys, one key block at a
 // time (see attend_key_block; QT in base 2, V^T d x Lk). Writes the normalised O and lse.
-template <bool ValueRows = false>
+// add_bias(ST, j0, n), when given, adds the base-2 position bias of keys [j0, j0 + n) to S^T.
+struct NoBlockBias {
+  void operator()(float*, index_t, index_t) const {}
+};
+template <bool ValueRows = false, typename AddBias = NoBlockBias>
 void attend_columns(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v,
-                    index_t Lk, index_t d, AttentionScratch& w, float* O, float* lse) {
+                    index_t Lk, index_t d, AttentionScratch& w, float* O, float* lse,
+                    const AddBias& add_bias = AddBias{}) {
   QueryBlockStats stats;
   stats.reset();
   for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock)
     attend_key_block<ValueRows>(QT, K + j0 * ld_k, ld_k, V + (ValueRows ? j0 * ld_v : j0), ld_v,
-                                std::min(kKeyBlock, Lk - j0), d, j0 == 0, stats, w.S.data(), O);
+                                std::min(kKeyBlock, Lk - j0), d, j0 == 0, stats, w.S.data(), O, nullptr,
+                                [&](float* ST, index_t n) { add_bias(ST, j0, n); });
   finish_query_block<ValueRows>(stats, d, O, lse);
 }
 
@@ -167,13 +179,14 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
 // lse and D (kQueryBlock) zero there too, so they add nothing. K, V: n x d rows (row strides ld_k, ld_v).
 // Accumulates dQT (d x kQueryBlock; the caller multiplies by the scale), dK and dV (n x d). In this
 // layout P^T and dS^T are already the left operands of dV += P^T dO and dK += dS^T Q, and K is the
-// transposed left operand of dQ^T += K^T dS^T: no transposes. on_dlogits(dST) may add to the logit
-// gradient dS^T (n x kQueryBlock) before it is used.
-template <typename OnDLogits>
+// transposed left operand of dQ^T += K^T dS^T: no transposes. add_bias(PT, n) adds the forward's position
+// bias to the logits; on_dlogits(dST) may read the logit gradient dS^T (n x kQueryBlock, natural units) or
+// add to it before it is used.
+template <typename AddBias, typename OnDLogits>
 void attend_key_block_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
                                const float* lse, const float* D, const float* K, index_t ld_k, const float* V,
                                index_t ld_v, index_t n, index_t d, AttentionScratch& w, float* dQT, float* dK,
-                               float* dV, OnDLogits on_dlogits) {
+                               float* dV, const AddBias& add_bias, OnDLogits on_dlogits) {
   constexpr index_t kVecs = kQueryBlock / kLanes;
   vecf row_lse[kVecs], row_D[kVecs];
   for (index_t t = 0; t < kVecs; ++t) {
@@ -183,6 +196,7 @@ void attend_key_block_backward(const float* QT, const float* Q, const float* dOT
   float* PT = w.S.data();    // n x kQueryBlock: logits, then probabilities
   float* dST = w.dP.data();  // n x kQueryBlock: dP^T = V dO^T, then dS^T
   gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, PT, kQueryBlock);
+  add_bias(PT, n);
   gemm_set(n, kQueryBlock, d, V, ld_v, dOT, kQueryBlock, dST, kQueryBlock);
   for (index_t r = 0; r < n; ++r)
     for (index_t t = 0; t < kVecs; ++t) {
@@ -197,13 +211,21 @@ void attend_key_block_backward(const float* QT, const float* Q, const float* dOT
   gemm_acc_at(d, kQueryBlock, n, K, ld_k, dST, kQueryBlock, dQT, kQueryBlock);  // dQ^T += K^T dS^T
 }
 
-// The same against all Lk keys (K, V, dK, dV: Lk x d rows), one key block at a time.
-inline void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO,
-                                    const float* lse, const float* D, const float* K, const float* V, index_t Lk,
-                                    index_t d, AttentionScratch& w, float* dQT, float* dK, float* dV) {
+// The same against all Lk keys (K, V, dK, dV: Lk x d rows), one key block at a time. add_bias(PT, j0, n)
+// adds the base-2 position bias of keys [j0, j0 + n); on_dlogits(dST, j0, n) reads their logit gradient.
+struct NoBlockDLogits {
+  void operator()(const float*, index_t, index_t) const {}
+};
+template <typename AddBias = NoBlockBias, typename OnDLogits = NoBlockDLogits>
+void attend_columns_backward(const float* QT, const float* Q, const float* dOT, const float* dO, const float* lse,
+                             const float* D, const float* K, const float* V, index_t Lk, index_t d,
+                             AttentionScratch& w, float* dQT, float* dK, float* dV,
+                             const AddBias& add_bias = AddBias{}, const OnDLogits& on_dlogits = OnDLogits{}) {
   for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock)
     attend_key_block_backward(QT, Q, dOT, dO, lse, D, K + j0 * d, d, V + j0 * d, d, std::min(kKeyBlock, Lk - j0),
-                              d, w, dQT, dK + j0 * d, dV + j0 * d, [](float*) {});
+                              d, w, dQT, dK + j0 * d, dV + j0 * d,
+                              [&](float* PT, index_t n) { add_bias(PT, j0, n); },
+                              [&](float* dST) { on_dlogits(dST, j0, std::min(kKeyBlock, Lk - j0)); });
 }
 
 // D[i] = sum_c dO[i][c] * O[i][c] for L rows of d.
