@@ -193,10 +193,10 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
 
 namespace {
 
-// The base-2 bias of query t against keys [j0, j0 + n) into S^T (n x kQueryBlock), m real queries from t0.
+// Where the bias of query t and key m lies in one head's table: at query_base(t) - key_offset(m).
 struct GlobalBias {
   const float* table;  // one head's table, base 2
-  index_t height, width, t0, m;
+  index_t height, width;
   index_t row_stride() const { return 2 * width - 1; }
   index_t query_base(index_t t) const {
     return (t / width + height - 1) * row_stride() + t % width + width - 1;
@@ -221,7 +221,7 @@ void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenT
 #endif
   {
     AttentionScratch w;
-    std::vector<index_t> queries(kQueryBlock);
+    std::vector<index_t> queries(kQueryBlock), query_base(kQueryBlock);
     std::vector<float> K(M * d), V(M * d), QT(d * kQueryBlock), O(kQueryBlock * d), block_lse(kQueryBlock);
     index_t loaded = -1;  // the (batch, head) whose keys and values K, V hold
 #ifdef _OPENMP
@@ -237,15 +237,16 @@ void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenT
           gather_columns(v, b, keys.data(), M, M, c0, d, 1.0f, V.data(), M);
         loaded = b * s.heads + head;
       }
-      GlobalBias bias{table2.data() + head * offsets, s.height, s.width, 0, 0};
+      GlobalBias bias{table2.data() + head * offsets, s.height, s.width};
       for (index_t t0 = chunk * kGlobalChunk; t0 < std::min(N, (chunk + 1) * kGlobalChunk); t0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, N - t0);
         for (index_t i = 0; i < m; ++i) queries[static_cast<size_t>(i)] = t0 + i;
         gather_columns(q, b, queries.data(), m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
+        for (index_t i = 0; i < m; ++i) query_base[i] = bias.query_base(t0 + i);
         auto add_bias = [&](float* ST, index_t j0, index_t n) {
           for (index_t r = 0; r < n; ++r) {
             const float* row = bias.table - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += row[bias.query_base(t0 + i)];
+            for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += row[query_base[i]];
           }
         };
         if (rows)
@@ -287,7 +288,7 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
     grad_v_parts[me].assign(kv_size, 0.0f);
     grad_table_parts[me].assign(s.heads * offsets, 0.0f);
     AttentionScratch w;
-    std::vector<index_t> queries(kQueryBlock);
+    std::vector<index_t> queries(kQueryBlock), query_base(kQueryBlock);
     std::vector<float> K(M * d), V(M * d), dK(M * d), dV(M * d), Q(kQueryBlock * d), dO(kQueryBlock * d),
         O(kQueryBlock * d), D(kQueryBlock), row_lse(kQueryBlock), QT(d * kQueryBlock), dOT(d * kQueryBlock),
         dQT(d * kQueryBlock), dQ(kQueryBlock * d);
@@ -300,7 +301,7 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
       gather(v, b, keys, c0, d, V.data());
       std::fill(dK.begin(), dK.end(), 0.0f);
       std::fill(dV.begin(), dV.end(), 0.0f);
-      GlobalBias bias{table2.data() + head * offsets, s.height, s.width, 0, 0};
+      GlobalBias bias{table2.data() + head * offsets, s.height, s.width};
       float* table_grad = grad_table_parts[me].data() + head * offsets;
       for (index_t t0 = chunk * kGlobalChunk; t0 < std::min(N, (chunk + 1) * kGlobalChunk); t0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, N - t0);
@@ -320,16 +321,17 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
         gather_columns(q, b, queries.data(), m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
         transpose(kQueryBlock, d, dO.data(), d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
+        for (index_t i = 0; i < m; ++i) query_base[i] = bias.query_base(t0 + i);
         auto add_bias = [&](float* PT, index_t j0, index_t n) {
           for (index_t r = 0; r < n; ++r) {
             const float* row = bias.table - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) PT[r * kQueryBlock + i] += row[bias.query_base(t0 + i)];
+            for (index_t i = 0; i < m; ++i) PT[r * kQueryBlock + i] += row[query_base[i]];
           }
         };
         auto collect = [&](const float* dST, index_t j0, index_t n) {
           for (index_t r = 0; r < n; ++r) {
             float* row = table_grad - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) row[bias.query_base(t0 + i)] += dST[r * kQueryBlock + i];
+            for (index_t i = 0; i < m; ++i) row[query_base[i]] += dST[r * kQueryBlock + i];
           }
         };
         attend_columns_backward(QT.data(), Q.data(), dOT.data(), dO.data(), row_lse.data(), D.data(), K.data(),

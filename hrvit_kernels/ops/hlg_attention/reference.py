@@ -86,6 +86,8 @@ def _offset_index(h: int, w: int, keys: int, device: torch.device) -> torch.Tens
 
 def offset_index(hw, keys: int, device) -> torch.Tensor:
     """(H*W, keys) long: the :func:`offset_table` row of every pixel against key m at (m // W, m % W)."""
+    if torch.compiler.is_compiling():  # traced into the graph; dynamo does not honour the cache
+        return _offset_index.__wrapped__(hw[0], hw[1], keys, torch.device(device))
     return _offset_index(int(hw[0]), int(hw[1]), int(keys), torch.device(device))
 
 
