@@ -108,3 +108,13 @@ def atm(backend, heads):
 
 def resize(backend, size):
     return lambda *maps: hk.resize_sum(list(maps), size, backend=backend)
+
+
+def hlg_local(backend, H, W, dilated):
+    """hlg_local_attention on (q, v, bias)."""
+    return lambda q, v, bias: hk.hlg_local_attention(q, v, (H, W), dilated, bias, backend=backend)
+
+
+def hlg_global(backend, H, W):
+    """hlg_global_attention on (q, k, v, bias_table)."""
+    return lambda q, k, v, table: hk.hlg_global_attention(q, k, v, (H, W), table, backend=backend)
