@@ -15,7 +15,7 @@ from tiny_models import FAMILIES, output_tensors
 # stride-32 maps at 64 x 64 pixels give BatchNorm 8 values a channel and gradient errors of 0.7, so
 # HRViT runs at 128 x 128 (outputs ~0.06, gradients ~0.22 in train mode).
 REFERENCE_CEILING = 0.4
-INPUT_SIZE = {"hrvit_b1": 128, "hrvit_b1_segformer": 128}
+INPUT_SIZE = {"hrvit_b1": 128, "hrvit_b1_segformer": 128, "setr_hlg_small": 96}
 
 
 def _run(model, x, autocast: bool):

@@ -56,9 +56,11 @@ def test_onnx_export_rejects_an_explicit_kernel_backend(tmp_path):
         torch.onnx.export(Op(), (q,), str(tmp_path / "op.onnx"), dynamo=False)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(n for n in FAMILIES if "hlg" not in n))
 def test_torch_export_with_symbolic_height_and_width(name):
-    """Exported at 64 x 96 with H and W symbolic multiples of the grid stride, run at 128 x 64."""
+    """Exported at 64 x 96 with H and W symbolic multiples of the grid stride, run at 128 x 64. (HLG's window
+    counts, ceil(side / 7) of every stage's side, make guards that dynamic export cannot express: it exports
+    at a fixed size, below.)"""
     from torch.export import Dim
 
     model, stride = _eval_model(name), GRID.get(name, 16)
@@ -70,8 +72,9 @@ def test_torch_export_with_symbolic_height_and_width(name):
             assert_close_fp32(a, e, "exported")
 
 
-def test_torch_export_at_a_padded_odd_size():
-    model, x = _eval_model("hrvit_b1_segformer"), randn(1, 3, 97, 131)
+@pytest.mark.parametrize("name", ["hrvit_b1_segformer", "hlg_tiny", "setr_hlg_small"])
+def test_torch_export_at_a_padded_odd_size(name):
+    model, x = _eval_model(name), randn(1, 3, 97, 131)
     program = torch.export.export(model, (x,))
     with torch.no_grad():
         assert_close_fp32(program.module()(x), model(x), "exported")

@@ -20,6 +20,9 @@ FAMILIES = {
     "setr_naive_vit_l": SETR,
     "setr_pup_vit_l": SETR,
     "setr_mla_vit_l": SETR_MLA,
+    "hlg_tiny": dict(num_classes=5, depths=(1, 2, 1, 1)),
+    "setr_hlg_small": dict(num_classes=5, backbone=dict(depths=(1, 2, 1, 1)), decode_head=dict(channels=64),
+                           auxiliary_head=dict(channels=32)),
 }
 
 

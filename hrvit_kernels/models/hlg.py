@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
@@ -153,9 +154,9 @@ class HLG(nn.Module):
     """The HLG pyramid. ``forward_stages(x)`` -> the four stage outputs (B, C_s, ceil(H/2^(s+1)), ...) before
     any output norm; subclasses add the classifier's or the segmentation backbone's ending."""
 
-    def __init__(self, config: HLGConfig, drop_path_rate: float = 0.0):
+    def __init__(self, config: HLGConfig, drop_path_rate: float = 0.0, with_cp: bool = False):
         super().__init__()
-        self.config = config
+        self.config, self.with_cp = config, with_cp
         c1 = config.widths[0]
         self.s0_conv = nn.Sequential(
             nn.Sequential(nn.Conv2d(3, c1, 3, 2, 1, bias=False), nn.BatchNorm2d(c1), nn.GELU()),
@@ -185,7 +186,8 @@ class HLG(nn.Module):
         outs = []
         for stage in range(4):
             for block in getattr(self, f"block{stage + 1}"):
-                x = block(x)
+                # Gradient checkpointing recomputes a block in backward (its BatchNorms see the batch twice).
+                x = checkpoint(block, x, use_reentrant=False) if self.with_cp and self.training else block(x)
             outs.append(x)
         return outs
 
@@ -195,8 +197,8 @@ class HLGClassifier(HLG):
     timm's interface: forward_features -> (B, N4, C4) normalised tokens, forward_head(x, pre_logits)."""
 
     def __init__(self, config: HLGConfig, num_classes: int = 1000, drop_path_rate: float = 0.0,
-                 drop_rate: float = 0.0):
-        super().__init__(config, drop_path_rate)
+                 drop_rate: float = 0.0, with_cp: bool = False):
+        super().__init__(config, drop_path_rate, with_cp)
         self.num_features = config.widths[3]
         self.norm = nn.LayerNorm(self.num_features, eps=LN_EPS)
         self.head_drop = nn.Dropout(drop_rate)
@@ -228,8 +230,8 @@ class HLGBackbone(HLG):
     """SETR-HLG's backbone: the four stage outputs as maps, each LayerNorm'ed over channels (``norm_out_0..2``
     for stages 1-3, ``norm`` for stage 4). Its keys are the classifier's minus ``head`` plus ``norm_out_*``."""
 
-    def __init__(self, config: HLGConfig, drop_path_rate: float = 0.1):
-        super().__init__(config, drop_path_rate)
+    def __init__(self, config: HLGConfig, drop_path_rate: float = 0.1, with_cp: bool = False):
+        super().__init__(config, drop_path_rate, with_cp)
         self.norm = nn.LayerNorm(config.widths[3], eps=LN_EPS)
         for i in range(3):
             setattr(self, f"norm_out_{i}", nn.LayerNorm(config.widths[i], eps=LN_EPS))
