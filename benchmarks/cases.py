@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hrvit_kernels.models import hlg
 from hrvit_kernels.models.hrvit import VARIANTS
 from hrvit_kernels.models.cards import model_card
 
-DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segformer"]
+# name@size runs that model at size x size instead of --size (the classifiers at their 224).
+DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segformer", "hlg_small@224", "setr_hlg_small"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,23 @@ def hrvit_stage_cases(variant: str, height: int, width: int, batch: int) -> list
         cases.append(OpCase("cswin_attention", label,
                             dict(B=batch, H=H, W=W, C=C, stripe_width=sw, head_dim=cfg.head_dim)))
         cases.append(OpCase("mix_conv_gelu", label, dict(B=batch, H=H, W=W, R=C * ratio)))
+    return cases
+
+
+def hlg_stage_cases(variant: str, height: int, width: int, batch: int) -> list[OpCase]:
+    """HLG's attention shapes at height x width: each of stages 1-3's local attention (dilated windows; the
+    contiguous ones cost the same) and global attention against its window tokens, and stage 4's global
+    attention over all its tokens."""
+    cfg = hlg.VARIANTS[variant]
+    cases = []
+    side = lambda n, stage: -(-n // 2 ** (stage + 2))  # noqa: E731  (the stem and each stage halve, rounding up)
+    for stage, C in enumerate(cfg.widths):
+        H, W = side(height, stage), side(width, stage)
+        label = f"hlg_{variant}/stage{stage + 1}@{height}x{width}"
+        if stage < 3:
+            cases.append(OpCase("hlg_local_attention", label, dict(B=batch, H=H, W=W, C=C, dilated=True)))
+        keys = -(-H // 7) * -(-W // 7) if stage < 3 else H * W
+        cases.append(OpCase("hlg_global_attention", label, dict(B=batch, H=H, W=W, M=keys, C=C)))
     return cases
 
 

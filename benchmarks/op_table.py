@@ -9,6 +9,9 @@ from typing import Callable
 import hrvit_kernels as hk
 from hrvit_kernels.ops.attention_to_mask import api as atm_api
 from hrvit_kernels.ops.cswin_attention import api as cswin_api
+from hrvit_kernels.ops.hlg_attention import api as hlg_api
+from hrvit_kernels.ops.hlg_attention.checks import WINDOW
+from hrvit_kernels.modules.hlg import HEAD_DIM
 from hrvit_kernels.ops.mixcfn import api as mix_api
 from hrvit_kernels.ops.resize_sum import api as resize_api
 
@@ -45,6 +48,19 @@ def _resize(s, r):
     return inputs, (list(inputs), s["size"])
 
 
+def _hlg_local(s, r):
+    n = s["H"] * s["W"]
+    inputs = (r(s["B"], n, s["C"]), r(s["B"], n, s["C"]), r(s["C"] // HEAD_DIM, WINDOW * WINDOW, WINDOW * WINDOW))
+    return inputs, (inputs[0], inputs[1], (s["H"], s["W"]), s["dilated"], inputs[2])
+
+
+def _hlg_global(s, r):
+    offsets = (2 * s["H"] - 1) * (2 * s["W"] - 1)
+    inputs = (r(s["B"], s["H"] * s["W"], s["C"]), r(s["B"], s["M"], s["C"]), r(s["B"], s["M"], s["C"]),
+              r(s["C"] // HEAD_DIM, offsets))
+    return inputs, (*inputs[:3], (s["H"], s["W"]), inputs[3])
+
+
 OPS = {
     # k = v is read once
     "cswin_attention": BenchOp(hk.cswin_attention, cswin_api.AVAILABLE, _cswin,
@@ -53,6 +69,10 @@ OPS = {
                              lambda s: 2 * s["B"] * s["H"] * s["W"] * s["R"]),
     "attention_to_mask": BenchOp(hk.attention_to_mask, atm_api.AVAILABLE, _atm,
                                  lambda s: s["B"] * (2 * s["Q"] * s["C"] + 2 * s["L"] * s["C"] + s["Q"] * s["L"])),
+    "hlg_local_attention": BenchOp(hk.hlg_local_attention, hlg_api.AVAILABLE, _hlg_local,
+                                   lambda s: 3 * s["B"] * s["H"] * s["W"] * s["C"]),
+    "hlg_global_attention": BenchOp(hk.hlg_global_attention, hlg_api.AVAILABLE, _hlg_global,
+                                    lambda s: s["B"] * (2 * s["H"] * s["W"] * s["C"] + 2 * s["M"] * s["C"])),
     "resize_sum": BenchOp(hk.resize_sum, resize_api.AVAILABLE, _resize,
                           lambda s: s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]),
                           compute_bound=False),

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hrvit_kernels as hk  # noqa: E402
-from cases import (DEFAULT_MODELS, OpCase, atm_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
+from cases import (DEFAULT_MODELS, OpCase, atm_cases, hlg_stage_cases, hrvit_stage_cases, parse_image_size,  # noqa: E402
                    segformer_resize_cases)
 from harness import (Progress, device_slug, environment, load_per_core, measure, measure_interleaved,  # noqa: E402
                      noise_warnings, noisy, speedups)
@@ -35,7 +35,8 @@ from plot import speedup_svg  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="*", default=DEFAULT_MODELS, help="registered model names (none: skip)")
+    p.add_argument("--models", nargs="*", default=DEFAULT_MODELS,
+                   help="registered model names, NAME@SIZE for another input side than --size (none: skip)")
     p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
@@ -48,6 +49,8 @@ def parse_args(argv=None):
                    help="input sizes whose stage shapes the op rows use, e.g. 512 1024x2048 "
                         "(default: --size)")
     p.add_argument("--no-atm", action="store_true", help="skip the attention-to-mask op rows")
+    p.add_argument("--hlg-variants", nargs="*", default=["small"], choices=["tiny", "small", "medium", "large"],
+                   help="HLG variants whose attention shapes the op rows use (none: skip)")
     p.add_argument("--baselines", nargs="*", default=None, choices=["compile", "sdpa", "flex"],
                    help="baselines for the op rows (default: all on CUDA, none on CPU where compiling "
                         "them takes minutes)")
@@ -193,10 +196,12 @@ def _published(name: str) -> dict:
     return {k: v for k, v in figures.items() if v is not None}
 
 
-def bench_model(name, args, device, dtype, progress):
+def bench_model(spec, args, device, dtype, progress):
+    name, _, size = spec.partition("@")
+    size = int(size) if size else args.size
     model = hk.create_model(name).to(device=device, dtype=dtype).eval()
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device, dtype=dtype)
-    row = {"model": name, "size": args.size, "batch": args.batch, "params": count_params(model),
+    x = torch.randn(args.batch, 3, size, size, device=device, dtype=dtype)
+    row = {"model": name, "size": size, "batch": args.batch, "params": count_params(model),
            "published": _published(name), "latency": {}}
     if not args.no_macs:  # at the published input size, to compare with the published figure
         row["macs_size"] = CARDS[name].input_size if name in CARDS else args.size
@@ -234,8 +239,7 @@ def bench_model(name, args, device, dtype, progress):
         for backend in backends:
             row["latency"][backend]["train_step"] = steps[backend]
             if device.type == "cpu":
-                row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, args.size,
-                                                                             args.memory_batch)
+                row["latency"][backend]["train_peak_rss_mib"] = peak_rss_mib(name, backend, size, args.memory_batch)
     return row
 
 
@@ -389,7 +393,7 @@ def to_markdown(report: dict) -> str:
             macs = f"{r['gmacs']:.2f} at {r['macs_size']}" if "gmacs" in r else "—"
             lines.append(f"| {r['model']} | {r['params']:,} | {macs} | {release} | {paper} |")
         lines += ["", f"Latency at batch {report['config']['batch']}, {report['config']['size']} x "
-                  f"{report['config']['size']}:", "",
+                  f"{report['config']['size']} (model@size: at that size):", "",
                   "| model | backend | forward ms (median, IQR) | speedup | rel. error | train step ms | speedup | "
                   f"peak RSS MiB (train step, batch {report['config']['memory_batch']}, fresh process) |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -399,7 +403,8 @@ def to_markdown(report: dict) -> str:
                 train = v.get("train_step")
                 rss = f"{v['train_peak_rss_mib']:.0f}" if "train_peak_rss_mib" in v else "—"
                 error = f"{v['forward']['max_rel_error']:.1e}" if "max_rel_error" in v["forward"] else "—"
-                lines.append(f"| {r['model']} | {b} | {v['forward']['median_ms']:.1f} ± {v['forward']['iqr_ms']:.1f}"
+                model = r["model"] if r["size"] == report["config"]["size"] else f"{r['model']}@{r['size']}"
+                lines.append(f"| {model} | {b} | {v['forward']['median_ms']:.1f} ± {v['forward']['iqr_ms']:.1f}"
                              f" | {_ratio(fs, r['latency'], 'forward', b)} | {error} | "
                              + (f"{train['median_ms']:.1f} | {_ratio(ts, r['latency'], 'train_step', b)} |"
                                 if train else "— | — |") + f" {rss} |")
@@ -460,12 +465,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     if args.baselines is None:
-        args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else []
+        args.baselines = ["compile", "sdpa", "flex"] if device.type == "cuda" else ["compile"]
     op_sizes = args.op_sizes or [(args.size, args.size)]
     op_cases = [c for (h, w) in op_sizes for v in args.op_variants for c in hrvit_stage_cases(v, h, w, args.batch)]
     op_cases += [c for (h, w) in op_sizes for c in segformer_resize_cases(args.op_variants, h, w, args.batch)]
     if not args.no_atm and args.op_variants:
         op_cases += atm_cases(args.batch)
+    op_cases += [c for (h, w) in op_sizes for v in args.hlg_variants for c in hlg_stage_cases(v, h, w, args.batch)]
     backends_per_model = len(model_backends(args.backends))
     impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases)

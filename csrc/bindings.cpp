@@ -111,18 +111,22 @@ void hlg_local_attention_backward(index_t batch, index_t height, index_t width, 
 }
 
 void hlg_global_attention_forward(index_t batch, index_t height, index_t width, index_t keys, index_t channels,
-                                  index_t heads, float scale, const TokenArg& q, const TokenArg& k,
-                                  const TokenArg& v, uintptr_t table, uintptr_t out, uintptr_t lse, int threads) {
-  hrvit::hlg_global_attention_forward({batch, height, width, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                  index_t heads, index_t grid_height, index_t grid_width, index_t table_size,
+                                  float scale, const TokenArg& q, const TokenArg& k, const TokenArg& v,
+                                  uintptr_t table, uintptr_t out, uintptr_t lse, int threads) {
+  hrvit::hlg_global_attention_forward({batch, height, width, keys, channels, heads, grid_height, grid_width,
+                                       table_size, scale}, tokens(q), tokens(k),
                                       tokens(v), ptr<const float>(table), ptr<float>(out), ptr<float>(lse), threads);
 }
 
 void hlg_global_attention_backward(index_t batch, index_t height, index_t width, index_t keys, index_t channels,
-                                   index_t heads, float scale, const TokenArg& q, const TokenArg& k,
-                                   const TokenArg& v, const TokenArg& out, uintptr_t lse, const TokenArg& grad_out,
-                                   uintptr_t table, uintptr_t grad_q, uintptr_t grad_k, uintptr_t grad_v,
-                                   uintptr_t grad_table, int threads) {
-  hrvit::hlg_global_attention_backward({batch, height, width, keys, channels, heads, scale}, tokens(q), tokens(k),
+                                   index_t heads, index_t grid_height, index_t grid_width, index_t table_size,
+                                   float scale, const TokenArg& q, const TokenArg& k, const TokenArg& v,
+                                   const TokenArg& out, uintptr_t lse, const TokenArg& grad_out, uintptr_t table,
+                                   uintptr_t grad_q, uintptr_t grad_k, uintptr_t grad_v, uintptr_t grad_table,
+                                   int threads) {
+  hrvit::hlg_global_attention_backward({batch, height, width, keys, channels, heads, grid_height, grid_width,
+                                        table_size, scale}, tokens(q), tokens(k),
                                        tokens(v), tokens(out), ptr<const float>(lse), tokens(grad_out),
                                        ptr<const float>(table), ptr<float>(grad_q), ptr<float>(grad_k),
                                        ptr<float>(grad_v), ptr<float>(grad_table), threads);

@@ -99,8 +99,10 @@ def hlg_local_attention_naive(q, v, H, W, dilated, bias, scale):
     return out
 
 
-def hlg_global_attention_naive(q, k, v, H, W, bias_table, scale):
-    """Pixel (y, x) against key m at (m // W, m % W), bias from the offset table of the H x W map."""
+def hlg_global_attention_naive(q, k, v, H, W, bias_table, scale, key_grid=None):
+    """Pixel (y, x) against key m at cell (m // gw, m % gw) of the key grid (default: the map), bias entry
+    (y - u + gh - 1) * (2gw - 1) + (x - v + gw - 1)."""
+    gh, gw = key_grid or (H, W)
     B, N, C = q.shape
     M = k.shape[1]
     heads = bias_table.shape[0]
@@ -108,8 +110,8 @@ def hlg_global_attention_naive(q, k, v, H, W, bias_table, scale):
     bias = torch.empty(heads, N, M, dtype=bias_table.dtype)
     for n in range(N):
         for m in range(M):
-            dy, dx = n // W - m // W, n % W - m % W
-            bias[:, n, m] = bias_table[:, (dy + H - 1) * (2 * W - 1) + dx + W - 1]
+            dy, dx = n // W - m // gw, n % W - m % gw
+            bias[:, n, m] = bias_table[:, (dy + gh - 1) * (2 * gw - 1) + dx + gw - 1]
     out = torch.zeros_like(q)
     for h in range(heads):
         ch = slice(h * d, (h + 1) * d)

@@ -70,6 +70,26 @@ def test_global_kernel_matches_reference(request, backend, dtype, B, H, W, M, C,
                            summed=(2, 3, 4, 5))
 
 
+# (H, W, gh, gw, M): SETR-HLG's head looks up the bias of an H x W map for its window grid: 8 x 8 groups of a
+# dilated layer, ceil(side / 7) windows per side of a contiguous one.
+KEY_GRIDS = [(8, 8, 8, 8, 64), (10, 12, 2, 2, 4), (9, 13, 2, 2, 4), (12, 9, 8, 8, 64)]
+
+
+@pytest.mark.parametrize("backend", ["reference", *KERNEL_BACKENDS])
+@pytest.mark.parametrize("H,W,gh,gw,M", KEY_GRIDS)
+def test_global_attention_against_a_key_grid(backend, H, W, gh, gw, M):
+    inputs = _global_inputs(1, H, W, M, 64, 2, device=device_of(backend))
+    if backend == "reference":
+        compare_with_reference(lambda *t: hk.hlg_global_attention(*t[:3], (H, W), t[3], key_grid=(gh, gw),
+                                                                  backend="reference"),
+                               lambda q, k, v, t: hlg_global_attention_naive(q, k, v, H, W, t, 32 ** -0.5, (gh, gw)),
+                               inputs, torch.float32, "reference", summed=(2, 3, 4, 5))
+        return
+    call = lambda impl: lambda *t: hk.hlg_global_attention(*t[:3], (H, W), t[3], key_grid=(gh, gw),  # noqa: E731
+                                                           backend=impl)
+    compare_with_reference(call(backend), call("reference"), inputs, torch.float32, backend, summed=(2, 3, 4, 5))
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_strided_inputs(backend):
     """q and v as halves of one projection's output, k and v of the window tokens likewise."""
@@ -128,7 +148,7 @@ def test_opcheck_and_fullgraph_compile(backend):
     assert_compiled_matches_eager(hlg_local(backend, 9, 10, True), (q, v, bias))
     q, k, v, table = _global_inputs(1, 9, 10, 4, 32, 2, device=device)
     torch.library.opcheck(getattr(torch.ops.hrvit, f"hlg_global_attention_{backend}").default,
-                          (q, k, v, 9, 10, table, 0.25))
+                          (q, k, v, 9, 10, 9, 10, table, 0.25))
     assert_compiled_matches_eager(hlg_global(backend, 9, 10), (q, k, v, table))
 
 
@@ -155,9 +175,11 @@ def test_bad_input_is_named_and_changes_nothing(backend):
         hk.hlg_local_attention(q, v, (5, 6), 1, bias, backend=backend)
     k = randn(1, 31, 32)
     table = randn(2, 9 * 11)
-    with pytest.raises(ValueError, match="between 1 and H\\*W = 30 keys"):
+    with pytest.raises(ValueError, match="argument 'k' must have between 1 and 30 keys"):
         hk.hlg_global_attention(q, k, k, (5, 6), table, backend=backend)
-    with pytest.raises(ValueError, match="argument 'bias_table' must have shape \\(heads, \\(2H-1\\)\\*\\(2W-1\\) = 99\\)"):
+    with pytest.raises(ValueError, match="argument 'bias_table' must have shape \\(heads, at least 99\\)"):
         hk.hlg_global_attention(q, k[:, :4], k[:, :4], (5, 6), table[:, :98], backend=backend)
+    with pytest.raises(ValueError, match="argument 'k' must have between 1 and 4 keys .* 2x2 key grid"):
+        hk.hlg_global_attention(q, k[:, :5], k[:, :5], (5, 6), table, key_grid=(2, 2), backend=backend)
     with pytest.raises(TypeError, match="argument 'v' has dtype torch.float64"):
         hk.hlg_local_attention(q, v.double(), (5, 6), False, bias, backend=backend)

@@ -196,12 +196,12 @@ namespace {
 // Where the bias of query t and key m lies in one head's table: at query_base(t) - key_offset(m).
 struct GlobalBias {
   const float* table;  // one head's table, base 2
-  index_t height, width;
-  index_t row_stride() const { return 2 * width - 1; }
+  index_t width, grid_height, grid_width;
+  index_t row_stride() const { return 2 * grid_width - 1; }
   index_t query_base(index_t t) const {
-    return (t / width + height - 1) * row_stride() + t % width + width - 1;
+    return (t / width + grid_height - 1) * row_stride() + t % width + grid_width - 1;
   }
-  index_t key_offset(index_t key) const { return key / width * row_stride() + key % width; }
+  index_t key_offset(index_t key) const { return key / grid_width * row_stride() + key % grid_width; }
 };
 
 }  // namespace
@@ -209,7 +209,7 @@ struct GlobalBias {
 void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
                                   const float* table, float* out, float* lse, int num_threads) {
   const index_t d = s.channels / s.heads, C = s.channels, N = s.height * s.width, M = s.keys;
-  const index_t offsets = (2 * s.height - 1) * (2 * s.width - 1);
+  const index_t offsets = s.table_size;
   const index_t chunks = ceil_div(N, kGlobalChunk), units = s.batch * s.heads * chunks;
   std::vector<float> table2(table, table + s.heads * offsets);
   for (float& x : table2) x *= kLog2e;
@@ -237,7 +237,7 @@ void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenT
           gather_columns(v, b, keys.data(), M, M, c0, d, 1.0f, V.data(), M);
         loaded = b * s.heads + head;
       }
-      GlobalBias bias{table2.data() + head * offsets, s.height, s.width};
+      GlobalBias bias{table2.data() + head * offsets, s.width, s.grid_height, s.grid_width};
       for (index_t t0 = chunk * kGlobalChunk; t0 < std::min(N, (chunk + 1) * kGlobalChunk); t0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, N - t0);
         for (index_t i = 0; i < m; ++i) queries[static_cast<size_t>(i)] = t0 + i;
@@ -270,7 +270,7 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
                                    TokenTensor out, const float* lse, TokenTensor grad_out, const float* table,
                                    float* grad_q, float* grad_k, float* grad_v, float* grad_table, int num_threads) {
   const index_t d = s.channels / s.heads, C = s.channels, N = s.height * s.width, M = s.keys;
-  const index_t offsets = (2 * s.height - 1) * (2 * s.width - 1);
+  const index_t offsets = s.table_size;
   const index_t chunks = ceil_div(N, kGlobalChunk), units = s.batch * s.heads * chunks;
   std::vector<float> table2(table, table + s.heads * offsets);
   for (float& x : table2) x *= kLog2e;
@@ -301,7 +301,7 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
       gather(v, b, keys, c0, d, V.data());
       std::fill(dK.begin(), dK.end(), 0.0f);
       std::fill(dV.begin(), dV.end(), 0.0f);
-      GlobalBias bias{table2.data() + head * offsets, s.height, s.width};
+      GlobalBias bias{table2.data() + head * offsets, s.width, s.grid_height, s.grid_width};
       float* table_grad = grad_table_parts[me].data() + head * offsets;
       for (index_t t0 = chunk * kGlobalChunk; t0 < std::min(N, (chunk + 1) * kGlobalChunk); t0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, N - t0);

@@ -36,17 +36,19 @@ def hlg_local_attention(q: torch.Tensor, v: torch.Tensor, hw, dilated: bool, bia
 
 @_checks.quiet_checks
 def hlg_global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, bias_table: torch.Tensor,
-                         scale: float | None = None, backend: str = "auto") -> torch.Tensor:
-    """Every pixel's query (B, H*W, C) against M keys and values (B, M, C), key m at pixel (m // W, m % W).
+                         scale: float | None = None, key_grid=None, backend: str = "auto") -> torch.Tensor:
+    """Every pixel's query (B, H*W, C) against M keys and values (B, M, C), key m at cell (u, v) = (m // gw,
+    m % gw) of the key grid ``key_grid`` = (gh, gw), by default the map (H, W).
 
-    ``bias_table``: (heads, (2H-1)*(2W-1)), the bias of every offset (dy, dx) on the map, row-major; query
-    (y, x) and key (y', x') add entry (y - y' + H - 1) * (2W - 1) + (x - x' + W - 1). ``scale`` defaults to
-    (C / heads) ** -0.5. Returns (B, H*W, C).
+    ``bias_table``: (heads, T); query (y, x) and key m add entry (y - u + gh - 1) * (2gw - 1) + (x - v + gw - 1):
+    with keys on the map, T = (2H-1)*(2W-1) and the entry is the bias of their offset (dy, dx), row-major
+    (HLG's backbone); SETR-HLG's head passes its window grid. ``scale`` defaults to (C / heads) ** -0.5.
+    Returns (B, H*W, C).
     """
     q, k, v = _autocast.lower_precision(q, k, v)
-    check_global_inputs(q, k, v, hw, bias_table, scale)
+    h, w, gh, gw = check_global_inputs(q, k, v, hw, bias_table, scale, key_grid)
     scale = (q.shape[-1] // bias_table.shape[0]) ** -0.5 if scale is None else float(scale)
     backend = _dispatch.choose_backend(GLOBAL_OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":
-        return hlg_global_attention_reference(q, k, v, tuple(hw), bias_table, scale)
-    return GLOBAL_KERNELS[backend](q, k, v, hw[0], hw[1], bias_table, scale)[0]
+        return hlg_global_attention_reference(q, k, v, (h, w), bias_table, scale, (gh, gw))
+    return GLOBAL_KERNELS[backend](q, k, v, h, w, gh, gw, bias_table, scale)[0]

@@ -37,27 +37,30 @@ def check_local_inputs(q, v, hw, dilated, bias, scale, op: str = LOCAL_OP) -> tu
     return h, w
 
 
-def check_global_inputs(q, k, v, hw, bias_table, scale, op: str = GLOBAL_OP) -> tuple[int, int]:
+def check_global_inputs(q, k, v, hw, bias_table, scale, key_grid=None, op: str = GLOBAL_OP) -> tuple[int, int, int, int]:
+    """Returns (H, W, gh, gw): the map and the key grid (the map itself when ``key_grid`` is None)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         _checks.check_tensor(op, name, t, 3)
     _checks.check_same(op, [("q", q), ("k", k), ("v", v)])
     B, N, C = q.shape
     h, w = _checks.check_hw(op, hw, N, "q")
+    gh, gw = (h, w) if key_grid is None else _checks.check_size_pair(op, "key_grid", key_grid)
     if k.shape[0] != B or k.shape[2] != C:
         raise ValueError(f"{op}: argument 'k' must have shape (B={B}, M, C={C}), got {tuple(k.shape)}")
     _checks.check_shape(op, "v", v, k.shape, "the shape of 'k', (B, M, C)")
-    if not 1 <= k.shape[1] <= N:
-        raise ValueError(f"{op}: argument 'k' must have between 1 and H*W = {N} keys (key m sits at "
-                         f"(m // W, m % W)), got M = {k.shape[1]}")
+    if not 1 <= k.shape[1] <= gh * gw:
+        raise ValueError(f"{op}: argument 'k' must have between 1 and {gh * gw} keys (key m sits at cell "
+                         f"(m // {gw}, m % {gw}) of the {gh}x{gw} key grid), got M = {k.shape[1]}")
     _checks.check_tensor(op, "bias_table", bias_table, 2)
     _checks.check_same_device(op, [("q", q), ("bias_table", bias_table)])
-    offsets = (2 * h - 1) * (2 * w - 1)
-    if bias_table.shape[1] != offsets or bias_table.shape[0] < 1:
-        raise ValueError(f"{op}: argument 'bias_table' must have shape (heads, (2H-1)*(2W-1) = {offsets}) (a "
-                         f"bias per head for every offset on the {h}x{w} map), got {tuple(bias_table.shape)}")
+    needed = (h + gh - 2) * (2 * gw - 1) + w + gw - 1
+    if bias_table.shape[1] < needed or bias_table.shape[0] < 1:
+        raise ValueError(f"{op}: argument 'bias_table' must have shape (heads, at least {needed}) (its largest "
+                         f"index for a {h}x{w} map against a {gh}x{gw} key grid is {needed - 1}; (2H-1)*(2W-1) "
+                         f"for keys on the map), got {tuple(bias_table.shape)}")
     _check_heads(op, C, bias_table.shape[0])
     _checks.check_scale(op, scale)
-    return h, w
+    return h, w, gh, gw
 
 
 def _check_saved(op, grad_out, q, out, lse, heads) -> None:
@@ -75,7 +78,7 @@ def check_local_backward_inputs(op, grad_out, q, v, out, lse, H, W, dilated, bia
     _check_saved(op, grad_out, q, out, lse, bias.shape[0])
 
 
-def check_global_backward_inputs(op, grad_out, q, k, v, out, lse, H, W, table, scale) -> None:
+def check_global_backward_inputs(op, grad_out, q, k, v, out, lse, H, W, grid_h, grid_w, table, scale) -> None:
     """The backward op's arguments."""
-    check_global_inputs(q, k, v, (H, W), table, scale, op)
+    check_global_inputs(q, k, v, (H, W), table, scale, (grid_h, grid_w), op)
     _check_saved(op, grad_out, q, out, lse, table.shape[0])

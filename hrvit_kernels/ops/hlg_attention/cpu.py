@@ -33,19 +33,20 @@ def local_backward(grad_out, q, v, out, lse, H: int, W: int, dilated: bool, bias
     return grad_q.to(q.dtype), grad_v.to(v.dtype), grad_bias.to(bias.dtype)
 
 
-def global_forward(q, k, v, H: int, W: int, table, scale: float):
+def global_forward(q, k, v, H: int, W: int, grid_h: int, grid_w: int, table, scale: float):
     """Returns (out (B, N, C) in q's dtype, lse (B, heads, N) fp32)."""
     B, N, C = q.shape
     heads = table.shape[0]
     qf, kf, vf, tf = fp32_rows(q), fp32_rows(k), fp32_rows(v), table.float().contiguous()
     out, lse = _alloc.empty((B, N, C)), _alloc.empty((B, heads, N))
-    _ext.ext().hlg_global_attention_forward(B, H, W, k.shape[1], C, heads, scale, token_arg(qf), token_arg(kf),
+    _ext.ext().hlg_global_attention_forward(B, H, W, k.shape[1], C, heads, grid_h, grid_w, tf.shape[1], scale,
+                                            token_arg(qf), token_arg(kf),
                                             token_arg(vf), tf.data_ptr(), out.data_ptr(), lse.data_ptr(),
                                             torch.get_num_threads())
     return out.to(q.dtype), lse
 
 
-def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, table, scale: float):
+def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, grid_h: int, grid_w: int, table, scale: float):
     """Returns (grad_q, grad_k, grad_v, grad_table)."""
     B, N, C = q.shape
     M, heads = k.shape[1], table.shape[0]
@@ -54,7 +55,7 @@ def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, table, scale: f
     grad_q, grad_k, grad_v = _alloc.empty((B, N, C)), _alloc.empty((B, M, C)), _alloc.empty((B, M, C))
     grad_table = _alloc.empty(tuple(table.shape))
     _ext.ext().hlg_global_attention_backward(
-        B, H, W, M, C, heads, scale, token_arg(qf), token_arg(kf), token_arg(vf), token_arg(of), lse.data_ptr(),
+        B, H, W, M, C, heads, grid_h, grid_w, tf.shape[1], scale, token_arg(qf), token_arg(kf), token_arg(vf), token_arg(of), lse.data_ptr(),
         token_arg(gf), tf.data_ptr(), grad_q.data_ptr(), grad_k.data_ptr(), grad_v.data_ptr(),
         grad_table.data_ptr(), torch.get_num_threads())
     return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), grad_table.to(table.dtype)

@@ -4,9 +4,10 @@ Local attention: 7 x 7 windows over the map padded bottom/right with zeros to 7 
 contiguous window (a, b) holds pixels (7a + i, 7b + j), dilated window (a, b) pixels (n_h i + a, n_w j + b)
 with n_h = ceil(H/7), n_w = ceil(W/7) windows per side (i, j < 7; token order 7i + j). The query also serves
 as the key; padded keys are masked, padded queries dropped.
-Global attention: every pixel against M keys, key m placed at pixel (m // W, m % W) (HLG's window tokens take
-these pseudo-positions; for the last stage's keys they are the true ones); the bias of query (y, x) and key
-(y', x') is bias_table[:, (y - y' + H - 1) * (2W - 1) + (x - x' + W - 1)].
+Global attention: every pixel against M keys, key m at cell (u, v) = (m // gw, m % gw) of a gh x gw key grid,
+by default the map itself (HLG's window tokens take these pseudo-positions; the last stage's keys are the
+pixels); the bias of query (y, x) and key m is bias_table[:, (y - u + gh - 1) * (2gw - 1) + (x - v + gw - 1)]:
+the offset's bias for keys on the map, SETR-HLG's head's quirky lookup for its window grid.
 """
 from __future__ import annotations
 
@@ -77,25 +78,28 @@ def offset_table(hw, device=None, dtype=torch.float32) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _offset_index(h: int, w: int, keys: int, device: torch.device) -> torch.Tensor:
+def _offset_index(h: int, w: int, keys: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
     y = torch.arange(h * w, device=device) // w
     x = torch.arange(h * w, device=device) % w
-    ky, kx = y[:keys], x[:keys]
-    return (y[:, None] - ky[None, :] + h - 1) * (2 * w - 1) + (x[:, None] - kx[None, :] + w - 1)
+    u = torch.arange(keys, device=device) // gw
+    v = torch.arange(keys, device=device) % gw
+    return (y[:, None] - u[None, :] + gh - 1) * (2 * gw - 1) + (x[:, None] - v[None, :] + gw - 1)
 
 
-def offset_index(hw, keys: int, device) -> torch.Tensor:
-    """(H*W, keys) long: the :func:`offset_table` row of every pixel against key m at (m // W, m % W)."""
+def offset_index(hw, keys: int, device, key_grid=None) -> torch.Tensor:
+    """(H*W, keys) long: the bias-table entry of every pixel against key m at cell (m // gw, m % gw) of the
+    key grid (gh, gw), by default the map: then the :func:`offset_table` row of their offset."""
+    gh, gw = key_grid or hw
     if torch.compiler.is_compiling():  # traced into the graph; dynamo does not honour the cache
-        return _offset_index.__wrapped__(hw[0], hw[1], keys, torch.device(device))
-    return _offset_index(int(hw[0]), int(hw[1]), int(keys), torch.device(device))
+        return _offset_index.__wrapped__(hw[0], hw[1], keys, gh, gw, torch.device(device))
+    return _offset_index(int(hw[0]), int(hw[1]), int(keys), int(gh), int(gw), torch.device(device))
 
 
-def hlg_global_attention_reference(q, k, v, hw, bias_table, scale: float) -> torch.Tensor:
+def hlg_global_attention_reference(q, k, v, hw, bias_table, scale: float, key_grid=None) -> torch.Tensor:
     heads = bias_table.shape[0]
     B, N, C = q.shape
     M = k.shape[1]
-    bias = bias_table.to(q.dtype)[:, offset_index(hw, M, q.device)]  # (heads, N, M)
+    bias = bias_table.to(q.dtype)[:, offset_index(hw, M, q.device, key_grid)]  # (heads, N, M)
     qh = q.reshape(B, N, heads, C // heads).transpose(1, 2)
     kh = k.reshape(B, M, heads, C // heads).transpose(1, 2)
     vh = v.reshape(B, M, heads, C // heads).transpose(1, 2)

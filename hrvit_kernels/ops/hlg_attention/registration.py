@@ -93,37 +93,40 @@ def _define_global(backend: str):
     op = f"hrvit::hlg_global_attention_{backend}"
 
     @torch.library.custom_op(op, mutates_args=())
-    def fwd(q: Tensor, k: Tensor, v: Tensor, H: int, W: int, table: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-        checks.check_global_inputs(q, k, v, (H, W), table, scale, op)
+    def fwd(q: Tensor, k: Tensor, v: Tensor, H: int, W: int, grid_h: int, grid_w: int, table: Tensor,
+            scale: float) -> tuple[Tensor, Tensor]:
+        checks.check_global_inputs(q, k, v, (H, W), table, scale, (grid_h, grid_w), op)
         _checks.check_kernel_device(op, backend, "q", q)
-        return kernels().global_forward(q, k, v, H, W, table, scale)
+        return kernels().global_forward(q, k, v, H, W, grid_h, grid_w, table, scale)
 
     @fwd.register_fake
-    def _(q, k, v, H, W, table, scale):
-        checks.check_global_inputs(q, k, v, (H, W), table, scale, op)
+    def _(q, k, v, H, W, grid_h, grid_w, table, scale):
+        checks.check_global_inputs(q, k, v, (H, W), table, scale, (grid_h, grid_w), op)
         return q.new_empty(q.shape), q.new_empty(_lse_shape(q, table.shape[0]), dtype=torch.float32)
 
     @torch.library.custom_op(op + "_bwd", mutates_args=())
     def bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, H: int, W: int,
-            table: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        checks.check_global_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, table, scale)
+            grid_h: int, grid_w: int, table: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        checks.check_global_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, grid_h, grid_w, table,
+                                            scale)
         _checks.check_kernel_device(op + "_bwd", backend, "q", q)
-        return kernels().global_backward(grad_out, q, k, v, out, lse, H, W, table, scale)
+        return kernels().global_backward(grad_out, q, k, v, out, lse, H, W, grid_h, grid_w, table, scale)
 
     @bwd.register_fake
-    def _(grad_out, q, k, v, out, lse, H, W, table, scale):
-        checks.check_global_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, table, scale)
+    def _(grad_out, q, k, v, out, lse, H, W, grid_h, grid_w, table, scale):
+        checks.check_global_backward_inputs(op + "_bwd", grad_out, q, k, v, out, lse, H, W, grid_h, grid_w, table,
+                                            scale)
         return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), table.new_empty(table.shape)
 
     def setup_context(ctx, inputs, output):
-        q, k, v, ctx.H, ctx.W, table, ctx.scale = inputs
+        q, k, v, *ctx.sizes, table, ctx.scale = inputs
         out, lse = output
         ctx.save_for_backward(q, k, v, table, out, lse)
 
     def backward(ctx, grad_out, grad_lse):
         q, k, v, table, out, lse = ctx.saved_tensors
-        grad_q, grad_k, grad_v, grad_table = bwd(grad_out, q, k, v, out, lse, ctx.H, ctx.W, table, ctx.scale)
-        return grad_q, grad_k, grad_v, None, None, grad_table, None
+        grad_q, grad_k, grad_v, grad_table = bwd(grad_out, q, k, v, out, lse, *ctx.sizes, table, ctx.scale)
+        return grad_q, grad_k, grad_v, None, None, None, None, grad_table, None
 
     fwd.register_autograd(backward, setup_context=setup_context)
 

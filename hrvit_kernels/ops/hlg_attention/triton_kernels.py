@@ -108,17 +108,18 @@ def _global_bias(Table, head, T, qbase, kbase, valid):
 
 
 @triton.jit
-def _query_base(offs_m, H, W):
-    return (offs_m // W + H - 1) * (2 * W - 1) + offs_m % W + W - 1
+def _query_base(offs_m, W, GH, GW):
+    return (offs_m // W + GH - 1) * (2 * GW - 1) + offs_m % W + GW - 1
 
 
 @triton.jit
-def _key_base(offs_n, W):
-    return (offs_n // W) * (2 * W - 1) + offs_n % W
+def _key_base(offs_n, GW):
+    return (offs_n // GW) * (2 * GW - 1) + offs_n % GW
 
 
 @triton.jit
-def _global_fwd(Q, K, V, Table, Out, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, H, W, M, C, heads, T, qk_scale_log2,
+def _global_fwd(Q, K, V, Table, Out, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, H, W, GH, GW, M, C, heads, T,
+                qk_scale_log2,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_m = tl.program_id(0)
     b = (tl.program_id(1) // heads).to(tl.int64)
@@ -130,7 +131,7 @@ def _global_fwd(Q, K, V, Table, Out, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, H,
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < N
     q = load_head_rows(Q, b * s_qb, offs_m[:, None].to(tl.int64), s_qn, c0, offs_d, mask_m[:, None] & mask_d[None, :])
-    qbase = _query_base(offs_m, H, W)
+    qbase = _query_base(offs_m, W, GH, GW)
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -141,7 +142,7 @@ def _global_fwd(Q, K, V, Table, Out, Lse, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, H,
         kv_mask = mask_n[:, None] & mask_d[None, :]
         k = load_head_rows(K, b * s_kb, rows, s_kn, c0, offs_d, kv_mask)
         v = load_head_rows(V, b * s_vb, rows, s_vn, c0, offs_d, kv_mask)
-        bias = _global_bias(Table, head, T, qbase, _key_base(offs_n, W), mask_m[:, None] & mask_n[None, :])
+        bias = _global_bias(Table, head, T, qbase, _key_base(offs_n, GW), mask_m[:, None] & mask_n[None, :])
         s = tl.where(mask_n[None, :], tl.dot(q, tl.trans(k)) * qk_scale_log2 + bias, float("-inf"))
         m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc)
     acc = acc / l_i[:, None]
@@ -159,7 +160,7 @@ def _global_grad_tile(q, k, v, do, lse, delta, valid, qk_scale_log2, bias):
 
 @triton.jit
 def _global_bwd_dkdv(Q, K, V, dO, Table, Lse, Delta, dK, dV, dTable, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, s_gb, s_gn,
-                     H, W, M, C, heads, T, scale, qk_scale_log2,
+                     H, W, GH, GW, M, C, heads, T, scale, qk_scale_log2,
                      HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Key block pid_n of one head: dK, dV over all queries, and the bias table's gradient."""
     pid_n = tl.program_id(0)
@@ -175,7 +176,7 @@ def _global_bwd_dkdv(Q, K, V, dO, Table, Lse, Delta, dK, dV, dTable, s_qb, s_qn,
     kv_mask = mask_n[:, None] & mask_d[None, :]
     k = load_head_rows(K, b * s_kb, rows_n, s_kn, c0, offs_d, kv_mask)
     v = load_head_rows(V, b * s_vb, rows_n, s_vn, c0, offs_d, kv_mask)
-    kbase = _key_base(offs_n, W)
+    kbase = _key_base(offs_n, GW)
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     for start_m in range(0, N, BLOCK_M):
@@ -187,7 +188,7 @@ def _global_bwd_dkdv(Q, K, V, dO, Table, Lse, Delta, dK, dV, dTable, s_qb, s_qn,
         do = load_head_rows(dO, b * s_gb, rows_m, s_gn, c0, offs_d, q_mask)
         lse, delta = load_saved_stats(Lse, Delta, (b * heads + head) * N, offs_m, mask_m)
         both = mask_m[:, None] & mask_n[None, :]
-        qbase = _query_base(offs_m, H, W)
+        qbase = _query_base(offs_m, W, GH, GW)
         bias = _global_bias(Table, head, T, qbase, kbase, both)
         p, ds = _global_grad_tile(q, k, v, do, lse, delta, both, qk_scale_log2, bias)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do)
@@ -200,7 +201,7 @@ def _global_bwd_dkdv(Q, K, V, dO, Table, Lse, Delta, dK, dV, dTable, s_qb, s_qn,
 
 @triton.jit
 def _global_bwd_dq(Q, K, V, dO, Table, Lse, Delta, dQ, s_qb, s_qn, s_kb, s_kn, s_vb, s_vn, s_gb, s_gn,
-                   H, W, M, C, heads, T, scale, qk_scale_log2,
+                   H, W, GH, GW, M, C, heads, T, scale, qk_scale_log2,
                    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_m = tl.program_id(0)
     b = (tl.program_id(1) // heads).to(tl.int64)
@@ -216,7 +217,7 @@ def _global_bwd_dq(Q, K, V, dO, Table, Lse, Delta, dQ, s_qb, s_qn, s_kb, s_kn, s
     q = load_head_rows(Q, b * s_qb, rows_m, s_qn, c0, offs_d, q_mask)
     do = load_head_rows(dO, b * s_gb, rows_m, s_gn, c0, offs_d, q_mask)
     lse, delta = load_saved_stats(Lse, Delta, (b * heads + head) * N, offs_m, mask_m)
-    qbase = _query_base(offs_m, H, W)
+    qbase = _query_base(offs_m, W, GH, GW)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start_n in range(0, M, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -226,7 +227,7 @@ def _global_bwd_dq(Q, K, V, dO, Table, Lse, Delta, dQ, s_qb, s_qn, s_kb, s_kn, s
         k = load_head_rows(K, b * s_kb, rows_n, s_kn, c0, offs_d, kv_mask)
         v = load_head_rows(V, b * s_vb, rows_n, s_vn, c0, offs_d, kv_mask)
         both = mask_m[:, None] & mask_n[None, :]
-        bias = _global_bias(Table, head, T, qbase, _key_base(offs_n, W), both)
+        bias = _global_bias(Table, head, T, qbase, _key_base(offs_n, GW), both)
         _, ds = _global_grad_tile(q, k, v, do, lse, delta, both, qk_scale_log2, bias)
         dq += tl.dot(ds.to(k.dtype), k)
     tl.store(dQ + (b * N + rows_m) * C + c0 + offs_d[None, :], (dq * scale).to(dQ.dtype.element_ty), mask=q_mask)
@@ -280,7 +281,7 @@ def local_backward(grad_out, q, v, out, lse, H: int, W: int, dilated: bool, bias
     return grad_q, grad_v, grad_bias.to(bias.dtype)
 
 
-def global_forward(q, k, v, H: int, W: int, table, scale: float):
+def global_forward(q, k, v, H: int, W: int, grid_h: int, grid_w: int, table, scale: float):
     q, k, v = (unit_channel_stride(t) for t in (q, k, v))
     B, N, C = q.shape
     M, heads = k.shape[1], table.shape[0]
@@ -290,11 +291,12 @@ def global_forward(q, k, v, H: int, W: int, table, scale: float):
     blocks = global_block_sizes(q, C // heads)
     grid = (triton.cdiv(N, blocks["BLOCK_M"]), B * heads)
     _global_fwd[grid](q, k, v, table, out, lse, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0),
-                      v.stride(1), H, W, M, C, heads, table.shape[1], scale * LOG2E, HEAD_DIM=C // heads, **blocks)
+                      v.stride(1), H, W, grid_h, grid_w, M, C, heads, table.shape[1], scale * LOG2E,
+                      HEAD_DIM=C // heads, **blocks)
     return out, lse
 
 
-def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, table, scale: float):
+def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, grid_h: int, grid_w: int, table, scale: float):
     q, k, v, grad_out = (unit_channel_stride(t) for t in (q, k, v, grad_out))
     B, N, C = q.shape
     M, heads = k.shape[1], table.shape[0]
@@ -307,7 +309,7 @@ def global_backward(grad_out, q, k, v, out, lse, H: int, W: int, table, scale: f
     grad_table = torch.zeros(tuple(table.shape), dtype=torch.float32, device=q.device)  # atomic adds
     blocks = global_block_sizes(q, C // heads)
     common = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), grad_out.stride(0),
-              grad_out.stride(1), H, W, M, C, heads, table.shape[1], scale, scale * LOG2E)
+              grad_out.stride(1), H, W, grid_h, grid_w, M, C, heads, table.shape[1], scale, scale * LOG2E)
     _global_bwd_dkdv[(triton.cdiv(M, blocks["BLOCK_N"]), B * heads)](
         q, k, v, grad_out, tf, lse, delta, grad_k, grad_v, grad_table, *common, HEAD_DIM=C // heads, **blocks)
     _global_bwd_dq[(triton.cdiv(N, blocks["BLOCK_M"]), B * heads)](
@@ -334,8 +336,8 @@ def shipped_configs() -> list[tuple[str, object, dict, dict]]:
                 configs.append((f"_local_bwd {tag} dilated={dilated}", _local_bwd, local_bwd, const))
             blocks = dict(BLOCK_D=block_d, BLOCK_M=32 if (block_d > 32 and dtype == torch.float32) else 64,
                           BLOCK_N=64)
-            gints = {n: "i32" for n in ("s_qb", "s_qn", "s_kb", "s_kn", "s_vb", "s_vn", "H", "W", "M", "C", "heads",
-                                        "T")}
+            gints = {n: "i32" for n in ("s_qb", "s_qn", "s_kb", "s_kn", "s_vb", "s_vn", "H", "W", "GH", "GW", "M", "C",
+                                        "heads", "T")}
             const = dict(HEAD_DIM=head_dim, **blocks)
             gfwd = {"Q": ptr, "K": ptr, "V": ptr, "Table": "*fp32", "Out": ptr, "Lse": "*fp32", **gints,
                     "qk_scale_log2": "fp32"}

@@ -24,11 +24,13 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
                                   const float* lse, TokenTensor grad_out, const float* bias, float* grad_q,
                                   float* grad_v, float* grad_bias, int num_threads);
 
-// Global attention: every pixel's query (B, H*W, C) against M keys and values (B, M, C), key m at pixel
-// (m // W, m % W); head h adds table[h][(y - y' + H - 1) * (2W - 1) + (x - x' + W - 1)] (table: heads x
-// (2H-1)(2W-1), contiguous) to the logit of query (y, x) and key (y', x'). Outputs as for local attention.
+// Global attention: every pixel's query (B, H*W, C) against M keys and values (B, M, C), key m at cell
+// (u, v) = (m // gw, m % gw) of a gh x gw key grid; head h adds table[h][(y - u + gh - 1) * (2gw - 1) + (x - v +
+// gw - 1)] (table: heads x table_size, contiguous, every index in range) to the logit of query (y, x) and key m.
+// With the key grid the map itself (gh, gw = H, W) this is the bias of the offset between two pixels.
+// Outputs as for local attention.
 struct HlgGlobalShape {
-  index_t batch, height, width, keys, channels, heads;
+  index_t batch, height, width, keys, channels, heads, grid_height, grid_width, table_size;
   float scale;
 };
 void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
