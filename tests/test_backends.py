@@ -100,7 +100,11 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     q, v = randn(2, 128 * 128, 64, requires_grad=True), randn(2, 128 * 128, 64, requires_grad=True)
     atm_inputs = tuple(randn(2, n, 512, requires_grad=True) for n in (150, 1600, 1600))
     logits = randn(1, 32, 128, 128, requires_grad=True)
+    bias, table, window_tokens = (randn(2, 49, 49, requires_grad=True), randn(2, 255 * 255, requires_grad=True),
+                                  randn(2, 361, 64, requires_grad=True))
     runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
+            lambda: hk.hlg_local_attention(q, v, (128, 128), True, bias, backend="cpp"),
+            lambda: hk.hlg_global_attention(q, window_tokens, window_tokens, (128, 128), table, backend="cpp"),
             lambda: hk.cswin_attention(q, v, v, (128, 128), 1, 32, backend="cpp"),
             lambda: hk.attention_to_mask(*atm_inputs, 16, backend="cpp")[0],
             lambda: hk.resize_sum([logits], (512, 512), backend="cpp")]

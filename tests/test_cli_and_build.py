@@ -20,7 +20,8 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     finally:
         sys.path.pop(0)
     report = run.main(["--models", "hrvit_b1", "--size", "64", "--repeats", "1", "--op-repeats", "2",
-                       "--warmup", "0", "--op-variants", "b1", "--no-atm", "--eval-images", "1",
+                       "--warmup", "0", "--op-variants", "b1", "--no-atm", "--hlg-variants", "tiny", "--baselines",
+                       "--eval-images", "1",
                        "--train-batch", "1", "--out", str(tmp_path)])
     files = sorted(p.name for p in tmp_path.iterdir())
     assert [f.rsplit(".", 1)[1] for f in files] == ["json", "md", "svg"]
@@ -40,7 +41,9 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert "## Evaluation throughput" in (tmp_path / files[1]).read_text()
     assert set(saved["training"]["images_per_second"]) == {"reference", "auto"}  # training steps per backend
     ops = {(r["op"], r["label"]) for r in saved["ops"]}
-    assert len(ops) == 10  # two ops x four branches, and the SegFormer head's two resizes
+    # Two ops x four branches, the SegFormer head's two resizes, HLG's local attention in stages 1-3 and
+    # global attention in all four.
+    assert len(ops) == 17 and sum(op.startswith("hlg") for op, _ in ops) == 7
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
         assert {e["forward"]["repeats"] for e in r["latency"].values()} == {2}
