@@ -30,7 +30,7 @@ from triton.compiler import ASTSource  # noqa: E402
 # Largest dynamic shared memory one block may use (bytes): A100 (sm_80) and H100 (sm_90).
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
 KERNEL_MODULES = ["hrvit_kernels.ops.cswin_attention.triton_kernels", "hrvit_kernels.ops.mixcfn.triton_kernels",
-                  "hrvit_kernels.ops.attention_to_mask.triton_kernels"]
+                  "hrvit_kernels.ops.attention_to_mask.triton_kernels", "hrvit_kernels.ops.hlg_attention.triton_kernels"]
 
 
 def _cuobjdump() -> str:
