@@ -18,6 +18,7 @@ from hrvit_kernels.train.optim import learning_rate, parameter_groups
 from hrvit_kernels.train.transforms import TrainPipeline, photometric_distortion
 
 from tiny_models import FAMILIES
+from work_dirs import log_rows, losses
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "train_two_processes.py"
 SMALL = dict(crop=64, batch_size=2, workers=0, log_interval=1, warmup_iters=0, lr=1e-3)
@@ -41,13 +42,6 @@ def learnable_dataset(root: Path, count: int = 8, val: int = 0) -> Path:
         path.rename(path.with_suffix(".jpg"))
     return root
 
-
-def _log(work_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
-
-
-def _losses(work_dir: Path) -> list[float]:
-    return [row["loss"] for row in _log(work_dir) if "loss" in row]
 
 
 def test_default_recipes_are_the_releases():
@@ -97,8 +91,8 @@ def test_loss_falls_when_overfitting_eight_images(tmp_path):
     root = learnable_dataset(tmp_path / "data")
     recipe = default_recipe("hrvit_b1_segformer").replace(iterations=24, **SMALL, model_overrides=dict(num_classes=2))
     train(recipe, root, tmp_path / "work", progress=False)
-    losses = _losses(tmp_path / "work")
-    assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4]), losses
+    logged = losses(tmp_path / "work")
+    assert np.mean(logged[-4:]) < 0.6 * np.mean(logged[:4]), logged
 
 
 @pytest.mark.parametrize("name", ["segvit_vit_l_ade20k", "setr_mla_vit_l"])
@@ -117,7 +111,7 @@ def test_validation_keeps_the_best_model(tmp_path):
     recipe = default_recipe("hrvit_b1_segformer").replace(iterations=4, val_interval=2, **SMALL,
                                                           model_overrides=dict(num_classes=2))
     last = train(recipe, root, tmp_path / "work", progress=False)
-    rows = [row["validation"] for row in _log(tmp_path / "work") if "validation" in row]
+    rows = [row["validation"] for row in log_rows(tmp_path / "work") if "validation" in row]
     assert [r["iteration"] for r in rows] == [2, 4] and all(0 <= r["mIoU"] <= 1 for r in rows)
     best = torch.load(tmp_path / "work" / "best.pth", weights_only=True)
     assert best["mIoU"] == max(r["mIoU"] for r in rows) and last["val_mIoU"] == rows[-1]["mIoU"]
@@ -130,7 +124,7 @@ def test_resume_is_exact_and_checkpoints_are_kept_atomically(tmp_path, monkeypat
     train(recipe, root, tmp_path / "a", progress=False)
     train(recipe, root, tmp_path / "b", progress=False, stop_after=3)  # an interruption mid-epoch
     train(recipe, root, tmp_path / "b", progress=False)
-    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
     final = [torch.load(checkpoint_paths(tmp_path / d)[-1], weights_only=True)["model"] for d in ("a", "b")]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
     assert [p.name for p in checkpoint_paths(tmp_path / "a")] == ["iter_4.pth", "iter_6.pth"]

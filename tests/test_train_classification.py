@@ -15,6 +15,7 @@ from PIL import Image
 
 from hrvit_kernels.train import checkpoint_paths, default_classification_recipe, default_recipe, train_classifier
 from hrvit_kernels.train.classification import SeededSamples
+from work_dirs import log_rows, losses
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "train_two_processes.py"
 SMALL = dict(input_size=32, batch_size=4, workers=0, log_interval=1, warmup_epochs=0, cooldown_epochs=0)
@@ -35,13 +36,6 @@ def imagenet_folder(root: Path, per_class: int = 8, val: int = 2, classes: int =
                 Image.fromarray(image).save(path, quality=95)
     return root
 
-
-def _log(work_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
-
-
-def _losses(work_dir: Path) -> list[float]:
-    return [row["loss"] for row in _log(work_dir) if "loss" in row]
 
 
 def test_default_recipe_is_the_releases():
@@ -65,8 +59,8 @@ def test_loss_falls_when_overfitting(tmp_path):
     recipe = default_classification_recipe("hrvit_b1_cls").replace(epochs=10, lr=2e-4, clip_grad=None,
                                                                    **dict(SMALL, batch_size=8), **PLAIN)
     train_classifier(recipe, root, tmp_path / "work", progress=False)
-    losses = _losses(tmp_path / "work")
-    assert len(losses) == 20 and np.mean(losses[-6:]) < 0.3 * np.mean(losses[:6]), losses
+    logged = losses(tmp_path / "work")
+    assert len(logged) == 20 and np.mean(logged[-6:]) < 0.3 * np.mean(logged[:6]), logged
 
 
 def test_resume_is_exact_with_augmentation_mixup_and_ema(tmp_path):
@@ -78,12 +72,12 @@ def test_resume_is_exact_with_augmentation_mixup_and_ema(tmp_path):
     train_classifier(recipe, root, tmp_path / "a", progress=False)
     train_classifier(recipe, root, tmp_path / "b", progress=False, stop_after=3)  # mid-epoch: 4 batches an epoch
     train_classifier(recipe, root, tmp_path / "b", progress=False)
-    assert len(_losses(tmp_path / "a")) == 8 and _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    assert len(losses(tmp_path / "a")) == 8 and losses(tmp_path / "a") == losses(tmp_path / "b")
     final = [torch.load(checkpoint_paths(tmp_path / d)[-1], weights_only=True) for d in ("a", "b")]
     for part in ("model", "ema"):
         assert all(torch.equal(final[0][part][k], final[1][part][k]) for k in final[0][part])
     assert not all(torch.equal(final[0]["model"][k], final[0]["ema"][k]) for k in final[0]["model"])
-    rows = [row["validation"] for row in _log(tmp_path / "a") if "validation" in row]
+    rows = [row["validation"] for row in log_rows(tmp_path / "a") if "validation" in row]
     assert [(r["iteration"], r["model"], r["images"]) for r in rows] == [
         (4, "model", 4), (4, "ema", 4), (8, "model", 4), (8, "ema", 4)]
     best = torch.load(tmp_path / "a" / "best.pth", weights_only=True)

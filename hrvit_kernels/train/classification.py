@@ -8,7 +8,6 @@ numpy's), the sampler resumes the interrupted epoch at the next batch.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import random
 import time
@@ -23,8 +22,9 @@ from hrvit_kernels._distributed import init_from_environment, local_device
 from hrvit_kernels._files import write_atomically
 from hrvit_kernels._optional import require
 from hrvit_kernels.models import create_model, model_card
-from hrvit_kernels.train.loop import (EpochSampler, TrainingDiverged, checkpoint_paths, log_row, save_atomically,
-                                      save_checkpoint, set_rng_state, tensorboard_writer)
+from hrvit_kernels.train.loop import (EpochSampler, TrainingDiverged, epoch_loader, log_row, resume_newest,
+                                      save_atomically, save_checkpoint, tensorboard_writer)
+from hrvit_kernels.train.recipes import replace_fields
 
 @dataclass
 class ClassificationRecipe:
@@ -70,12 +70,7 @@ class ClassificationRecipe:
     model_overrides: dict = field(default_factory=dict)
 
     def replace(self, **overrides) -> "ClassificationRecipe":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"ClassificationRecipe: unknown field(s) {', '.join(unknown)}; "
-                             f"fields: {', '.join(sorted(names))}")
-        return dataclasses.replace(self, **overrides)
+        return replace_fields(self, overrides)
 
 
 def default_classification_recipe(name: str) -> ClassificationRecipe:
@@ -217,17 +212,10 @@ def train_classifier(recipe: ClassificationRecipe, data_root, work_dir, resume: 
     else:
         criterion = torch.nn.CrossEntropyLoss()
 
-    iteration = 0
-    found = checkpoint_paths(work_dir) if resume else []
-    if found:
-        state = torch.load(found[-1], map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        iteration = state["iteration"]
-        set_rng_state(state["rng"][rank])
+    checkpointed = dict(model=model, optimizer=optimizer, scaler=scaler)
+    if ema is not None:
+        checkpointed["ema"] = ema.module
+    iteration = resume_newest(work_dir, rank, **checkpointed) if resume else 0
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(work_dir / "config.json", json.dumps(
@@ -239,10 +227,7 @@ def train_classifier(recipe: ClassificationRecipe, data_root, work_dir, resume: 
     board = tensorboard_writer(work_dir) if rank == 0 else None
     while iteration < total and (stop_after is None or iteration < stop_after):
         epoch = iteration // iters_per_epoch
-        sampler.set_position(epoch, (iteration % iters_per_epoch) * recipe.batch_size)
-        data.epoch = epoch
-        loader = torch.utils.data.DataLoader(data, recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
-                                             drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        loader = epoch_loader(data, sampler, iteration, iters_per_epoch, recipe.batch_size, recipe.workers)
         tick = time.perf_counter()
         for images, targets in loader:
             data_time = time.perf_counter() - tick
@@ -272,11 +257,9 @@ def train_classifier(recipe: ClassificationRecipe, data_root, work_dir, resume: 
                 log_row(last, log_path, board, total, started, device, progress)
             done = iteration >= total or (stop_after is not None and iteration >= stop_after)
             if iteration % checkpoint_every == 0 or done:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scaler": scaler.state_dict(), "recipe": vars(recipe)}
-                if ema is not None:
-                    state["ema"] = ema.module.state_dict()
-                save_checkpoint(work_dir, state, iteration, recipe.keep_checkpoints, rank, world)
+                state = {name: m.state_dict() for name, m in checkpointed.items()}
+                save_checkpoint(work_dir, {**state, "recipe": vars(recipe)}, iteration, recipe.keep_checkpoints,
+                                rank, world)
             if validation is not None and (iteration % iters_per_epoch == 0 or iteration >= total):
                 last.update(validation(model, iteration, "model"))
                 if ema is not None:

@@ -90,6 +90,31 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def epoch_loader(data, sampler: EpochSampler, iteration: int, iters_per_epoch: int, batch_size: int, workers: int):
+    """The DataLoader of the epoch ``iteration`` falls in, from its next batch on (``data`` draws its samples'
+    augmentation by its ``epoch``)."""
+    epoch = iteration // iters_per_epoch
+    sampler.set_position(epoch, (iteration % iters_per_epoch) * batch_size)
+    data.epoch = epoch
+    # Its own generator: a DataLoader iterator otherwise draws its workers' base seed from the global RNG,
+    # which a resumed run (one more iterator) would leave at another state than the uninterrupted one.
+    return torch.utils.data.DataLoader(data, batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+                                       generator=torch.Generator().manual_seed(epoch))
+
+
+def resume_newest(work_dir: Path, rank: int, **modules) -> int:
+    """Loads the newest checkpoint in work_dir into ``modules`` (name -> object with load_state_dict, as
+    saved under that name) and this rank's RNG states; returns its iteration (0 without a checkpoint)."""
+    found = checkpoint_paths(work_dir)
+    if not found:
+        return 0
+    state = torch.load(found[-1], map_location="cpu", weights_only=True)
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    set_rng_state(state["rng"][rank])
+    return state["iteration"]
+
+
 def checkpoint_paths(work_dir: Path) -> list[Path]:
     """The work dir's checkpoints, oldest first."""
     return sorted((work_dir / "checkpoints").glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
@@ -135,15 +160,7 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
     if iters_per_epoch < 1:
         raise ValueError(f"train: {len(data)} images over {world} processes give no full batch of "
                          f"{recipe.batch_size}; lower batch_size")
-    iteration = 0
-    found = checkpoint_paths(work_dir) if resume else []
-    if found:
-        state = torch.load(found[-1], map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        iteration = state["iteration"]
-        set_rng_state(state["rng"][rank])
+    iteration = resume_newest(work_dir, rank, model=model, optimizer=optimizer, scaler=scaler) if resume else 0
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(work_dir / "config.json", json.dumps(vars(recipe), indent=2, default=str))
@@ -152,13 +169,7 @@ def train(recipe: Recipe, data_root, work_dir, resume: bool = True, progress: bo
     validation = _validation(recipe, data_root, work_dir, device, rank, log_path)
     board = tensorboard_writer(work_dir) if rank == 0 else None
     while iteration < recipe.iterations and (stop_after is None or iteration < stop_after):
-        epoch = iteration // iters_per_epoch
-        sampler.set_position(epoch, (iteration % iters_per_epoch) * recipe.batch_size)
-        data.epoch = epoch
-        # Its own generator: a DataLoader iterator otherwise draws its workers' base seed from the global RNG,
-        # which a resumed run (one more iterator) would leave at another state than the uninterrupted one.
-        loader = torch.utils.data.DataLoader(data, recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
-                                             drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        loader = epoch_loader(data, sampler, iteration, iters_per_epoch, recipe.batch_size, recipe.workers)
         tick = time.perf_counter()
         for images, labels in loader:
             data_time = time.perf_counter() - tick

@@ -41,11 +41,17 @@ class Recipe:
     model_overrides: dict = field(default_factory=dict)
 
     def replace(self, **overrides) -> "Recipe":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"Recipe: unknown field(s) {', '.join(unknown)}; fields: {', '.join(sorted(names))}")
-        return dataclasses.replace(self, **overrides)
+        return replace_fields(self, overrides)
+
+
+def replace_fields(recipe, overrides: dict):
+    """A copy of a recipe dataclass with ``overrides``; an unknown field is refused by name."""
+    names = {f.name for f in dataclasses.fields(recipe)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"{type(recipe).__name__}: unknown field(s) {', '.join(unknown)}; "
+                         f"fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(recipe, **overrides)
 
 
 def default_recipe(name: str) -> Recipe:
