@@ -36,7 +36,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/nvid
 step install 90 pip install -e . --no-build-isolation --no-deps
 # Triton kernels compiled on the GPU (the tests run on CUDA when there is one: fp32, fp16 and bf16).
 step kernel_tests 120 python -m pytest -q -x -p no:cacheprovider tests/test_cswin_attention.py \
-    tests/test_mix_conv_gelu.py tests/test_attention_to_mask.py tests/test_resize_sum.py tests/test_backends.py
+    tests/test_mix_conv_gelu.py tests/test_attention_to_mask.py tests/test_resize_sum.py tests/test_hlg_attention.py \
+    tests/test_backends.py
 # SyncBatchNorm on two processes (gloo, sharing the GPU) against BatchNorm on the joined batch.
 step sync_batchnorm 45 python -m pytest -q -p no:cacheprovider tests/test_train.py -k sync_batchnorm
 step model_autocast 45 python benchmarks/gpu_checks.py autocast
