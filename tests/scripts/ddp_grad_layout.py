@@ -50,4 +50,7 @@ if len(sys.argv) > 2:
     config = InferenceConfig((0.0,) * 3, (255.0,) * 3, "whole")
     results = evaluate(model, config, SegmentationDataset("ade20k", sys.argv[2]), workers=0, progress=False)
     (Path(sys.argv[1]) / f"evaluation{dist.get_rank()}.json").write_text(json.dumps(results))
+# Both ranks done before either tears its gloo connections down while the other may still use them (a CI run
+# once aborted at the end of this script: "terminate called without an active exception").
+dist.barrier()
 dist.destroy_process_group()
