@@ -144,3 +144,4 @@ def test_bad_folders_and_batches_are_named(tmp_path):
     (root / "val" / "n_unknown").mkdir()
     with pytest.raises(ValueError, match="class folders that train/ lacks: n_unknown"):
         train_classifier(recipe, root, tmp_path / "work", progress=False)
+    assert not (tmp_path / "work").exists()  # a rejected run writes nothing

@@ -216,12 +216,12 @@ def train_classifier(recipe: ClassificationRecipe, data_root, work_dir, resume: 
     if ema is not None:
         checkpointed["ema"] = ema.module
     iteration = resume_newest(work_dir, rank, **checkpointed) if resume else 0
+    validation = _validation(recipe, data_root, classes, val_transform, work_dir, device, rank, world)
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(work_dir / "config.json", json.dumps(
             {**vars(recipe), "num_classes": num_classes, "classes": classes, "total_epochs": total_epochs},
             indent=2, default=str))
-    validation = _validation(recipe, data_root, classes, val_transform, work_dir, device, rank, world)
     checkpoint_every = recipe.checkpoint_interval or iters_per_epoch
     log_path, last, started = work_dir / "log.jsonl", {}, time.perf_counter()
     board = tensorboard_writer(work_dir) if rank == 0 else None
