@@ -43,6 +43,13 @@ index_t window_count(const HlgLocalShape& s) {
   return ceil_div(s.height, kWindow) * ceil_div(s.width, kWindow);
 }
 
+// Adds the window's base-2 bias to S^T (n keys from j0 x kQueryBlock; m queries from i0): table[query slot][key slot].
+void add_window_bias(float* ST, const float* table, const std::vector<index_t>& slots, index_t i0, index_t m,
+                     index_t j0, index_t n) {
+  for (index_t r = 0; r < n; ++r)
+    for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += table[slots[i0 + i] * kArea + slots[j0 + r]];
+}
+
 // Values as rows when the head dim is whole vectors (as in cswin_attention.cpp), else as V^T.
 bool value_rows(index_t d) { return d % kLanes == 0 && d >= 2 * kLanes; }
 
@@ -95,10 +102,7 @@ void hlg_local_attention_forward(const HlgLocalShape& s, TokenTensor q, TokenTen
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
         gather_columns(q, b, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
-        auto add_bias = [&](float* ST, index_t j0, index_t n) {
-          for (index_t r = 0; r < n; ++r)
-            for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += table[slots[i0 + i] * kArea + slots[j0 + r]];
-        };
+        auto add_bias = [&](float* ST, index_t j0, index_t n) { add_window_bias(ST, table, slots, i0, m, j0, n); };
         if (rows)
           attend_columns<true>(QT.data(), K.data(), d, V.data(), d, L, d, w, O.data(), block_lse.data(), add_bias);
         else
@@ -165,10 +169,7 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
         gather_columns(q, b, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
-        auto add_bias = [&](float* PT, index_t j0, index_t n) {
-          for (index_t r = 0; r < n; ++r)
-            for (index_t i = 0; i < m; ++i) PT[r * kQueryBlock + i] += table[slots[i0 + i] * kArea + slots[j0 + r]];
-        };
+        auto add_bias = [&](float* PT, index_t j0, index_t n) { add_window_bias(PT, table, slots, i0, m, j0, n); };
         auto collect = [&](const float* dST, index_t j0, index_t n) {
           for (index_t r = 0; r < n; ++r)
             for (index_t i = 0; i < m; ++i) table_grad[slots[i0 + i] * kArea + slots[j0 + r]] += dST[r * kQueryBlock + i];
@@ -202,6 +203,20 @@ struct GlobalBias {
     return (t / width + grid_height - 1) * row_stride() + t % width + grid_width - 1;
   }
   index_t key_offset(index_t key) const { return key / grid_width * row_stride() + key % grid_width; }
+  // S^T (n keys from j0 x kQueryBlock) += the bias of the m queries whose query_base values are given.
+  void add(float* ST, const index_t* bases, index_t m, index_t j0, index_t n) const {
+    for (index_t r = 0; r < n; ++r) {
+      const float* row = table - key_offset(j0 + r);
+      for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += row[bases[i]];
+    }
+  }
+  // The gradient of that bias: dS^T summed into a table of the same layout.
+  void collect(const float* dST, const index_t* bases, index_t m, index_t j0, index_t n, float* grad) const {
+    for (index_t r = 0; r < n; ++r) {
+      float* row = grad - key_offset(j0 + r);
+      for (index_t i = 0; i < m; ++i) row[bases[i]] += dST[r * kQueryBlock + i];
+    }
+  }
 };
 
 }  // namespace
@@ -243,12 +258,7 @@ void hlg_global_attention_forward(const HlgGlobalShape& s, TokenTensor q, TokenT
         for (index_t i = 0; i < m; ++i) queries[static_cast<size_t>(i)] = t0 + i;
         gather_columns(q, b, queries.data(), m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
         for (index_t i = 0; i < m; ++i) query_base[i] = bias.query_base(t0 + i);
-        auto add_bias = [&](float* ST, index_t j0, index_t n) {
-          for (index_t r = 0; r < n; ++r) {
-            const float* row = bias.table - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += row[query_base[i]];
-          }
-        };
+        auto add_bias = [&](float* ST, index_t j0, index_t n) { bias.add(ST, query_base.data(), m, j0, n); };
         if (rows)
           attend_columns<true>(QT.data(), K.data(), d, V.data(), d, M, d, w, O.data(), block_lse.data(), add_bias);
         else
@@ -292,47 +302,43 @@ void hlg_global_attention_backward(const HlgGlobalShape& s, TokenTensor q, Token
     std::vector<float> K(M * d), V(M * d), dK(M * d), dV(M * d), Q(kQueryBlock * d), dO(kQueryBlock * d),
         O(kQueryBlock * d), D(kQueryBlock), row_lse(kQueryBlock), QT(d * kQueryBlock), dOT(d * kQueryBlock),
         dQT(d * kQueryBlock), dQ(kQueryBlock * d);
+    index_t loaded = -1;  // the (batch, head) whose keys and values K, V hold
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (index_t u = 0; u < units; ++u) {
       const index_t chunk = u % chunks, head = (u / chunks) % s.heads, b = u / chunks / s.heads, c0 = head * d;
-      gather(k, b, keys, c0, d, K.data());
-      gather(v, b, keys, c0, d, V.data());
+      if (loaded != b * s.heads + head) {
+        gather(k, b, keys, c0, d, K.data());
+        gather(v, b, keys, c0, d, V.data());
+        loaded = b * s.heads + head;
+      }
       std::fill(dK.begin(), dK.end(), 0.0f);
       std::fill(dV.begin(), dV.end(), 0.0f);
       GlobalBias bias{table2.data() + head * offsets, s.width, s.grid_height, s.grid_width};
       float* table_grad = grad_table_parts[me].data() + head * offsets;
       for (index_t t0 = chunk * kGlobalChunk; t0 < std::min(N, (chunk + 1) * kGlobalChunk); t0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, N - t0);
+        queries.resize(static_cast<size_t>(m));
         for (index_t i = 0; i < m; ++i) queries[static_cast<size_t>(i)] = t0 + i;
         std::fill(Q.begin(), Q.end(), 0.0f);
         std::fill(dO.begin(), dO.end(), 0.0f);
         std::fill(O.begin(), O.end(), 0.0f);
         std::fill(D.begin(), D.end(), 0.0f);
         std::fill(row_lse.begin(), row_lse.end(), 0.0f);
-        std::vector<index_t> block(queries.begin(), queries.begin() + m);
-        gather(q, b, block, c0, d, Q.data());
+        gather(q, b, queries, c0, d, Q.data());
         for (index_t x = 0; x < m * d; ++x) Q[x] *= s.scale;
-        gather(out, b, block, c0, d, O.data());
-        gather(grad_out, b, block, c0, d, dO.data());
+        gather(out, b, queries, c0, d, O.data());
+        gather(grad_out, b, queries, c0, d, dO.data());
         row_dots(dO.data(), O.data(), m, d, D.data());
         for (index_t i = 0; i < m; ++i) row_lse[i] = lse[(b * s.heads + head) * N + t0 + i];
         gather_columns(q, b, queries.data(), m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
         transpose(kQueryBlock, d, dO.data(), d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
         for (index_t i = 0; i < m; ++i) query_base[i] = bias.query_base(t0 + i);
-        auto add_bias = [&](float* PT, index_t j0, index_t n) {
-          for (index_t r = 0; r < n; ++r) {
-            const float* row = bias.table - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) PT[r * kQueryBlock + i] += row[query_base[i]];
-          }
-        };
+        auto add_bias = [&](float* PT, index_t j0, index_t n) { bias.add(PT, query_base.data(), m, j0, n); };
         auto collect = [&](const float* dST, index_t j0, index_t n) {
-          for (index_t r = 0; r < n; ++r) {
-            float* row = table_grad - bias.key_offset(j0 + r);
-            for (index_t i = 0; i < m; ++i) row[query_base[i]] += dST[r * kQueryBlock + i];
-          }
+          bias.collect(dST, query_base.data(), m, j0, n, table_grad);
         };
         attend_columns_backward(QT.data(), Q.data(), dOT.data(), dO.data(), row_lse.data(), D.data(), K.data(),
                                 V.data(), M, d, w, dQT.data(), dK.data(), dV.data(), add_bias, collect);

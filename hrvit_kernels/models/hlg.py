@@ -242,12 +242,14 @@ class HLGBackbone(HLG):
         return [_map(norm(_tokens(out)), out.shape[-2:]) for norm, out in zip(norms, self.forward_stages(x))]
 
 
-def _classifier(variant: str, **overrides) -> HLGClassifier:
-    depths = overrides.pop("depths", None)
+def variant_config(variant: str, depths=None) -> HLGConfig:
+    """A variant's configuration, with other blocks per stage when ``depths`` is given."""
     config = VARIANTS[variant]
-    if depths is not None:
-        config = HLGConfig(config.widths, tuple(depths))
-    return HLGClassifier(config, **overrides)
+    return config if depths is None else HLGConfig(config.widths, tuple(depths))
+
+
+def _classifier(variant: str, depths=None, **overrides) -> HLGClassifier:
+    return HLGClassifier(variant_config(variant, depths), **overrides)
 
 
 @register_model

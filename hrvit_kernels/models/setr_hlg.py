@@ -5,7 +5,7 @@ auxiliary_head=dict(...))`` overrides constructor arguments by the release's key
 from __future__ import annotations
 
 from hrvit_kernels.models.heads.hlg_up import FCNHead, HLGUPHead
-from hrvit_kernels.models.hlg import VARIANTS, HLGBackbone, HLGConfig
+from hrvit_kernels.models.hlg import HLGBackbone, variant_config
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.models.segmentor import EncoderDecoder
 
@@ -13,10 +13,7 @@ from hrvit_kernels.models.segmentor import EncoderDecoder
 def _setr_hlg(variant: str, num_classes: int = 150, backbone: dict | None = None, decode_head: dict | None = None,
               auxiliary_head: dict | None = None) -> EncoderDecoder:
     backbone_args = dict(backbone or {})
-    config = VARIANTS[variant]
-    depths = backbone_args.pop("depths", None)
-    if depths is not None:
-        config = HLGConfig(config.widths, tuple(depths))
+    config = variant_config(variant, backbone_args.pop("depths", None))
     encoder = HLGBackbone(config, **backbone_args)
     widths = config.widths
     head = HLGUPHead(**{"in_channels": widths, "num_classes": num_classes, **(decode_head or {})})
