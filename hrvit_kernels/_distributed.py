@@ -1,6 +1,7 @@
 """torch.distributed set-up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -22,3 +23,15 @@ def local_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return torch.device("cpu")
+
+
+def shutdown() -> None:
+    """Tears the default group down in an order that cannot race: every object holding the group (a DDP
+    reducer, pending gloo work) is freed while the group is still up, all processes meet, then the group goes.
+    Left to interpreter exit, gloo's teardown can abort a process ("terminate called without an active
+    exception") while another still uses the connection."""
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()

@@ -173,7 +173,7 @@ def _train_arguments(q: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     import torch
 
-    from hrvit_kernels._distributed import local_device
+    from hrvit_kernels._distributed import local_device, shutdown
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # key=value overrides may follow the options: parse positionals intermixed
@@ -183,14 +183,14 @@ def main(argv=None) -> int:
         args.command = "train"
     else:
         args = parser().parse_args(argv)
-    if args.command == "train":
-        return _train(args)
-    if args.command != "models":
+    if args.command not in ("models", "train"):
         args.device = args.device or str(local_device())
         if args.amp is None:
             args.amp = "bf16" if torch.device(args.device).type == "cuda" else "none"
         args.amp = None if args.amp == "none" else args.amp
-    return {"models": _models, "segment": _segment, "evaluate": _evaluate}[args.command](args)
+    status = {"models": _models, "segment": _segment, "evaluate": _evaluate, "train": _train}[args.command](args)
+    shutdown()  # under torchrun (train, evaluate): the group goes before the interpreter does
+    return status
 
 
 if __name__ == "__main__":

@@ -3,9 +3,6 @@
 dims, and DDP compared them literally, on every parameter of the kind); IoUMetric sums its areas across
 the processes, and evaluation shares the images between them, each exactly once."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,19 +12,16 @@ import torch.distributed as dist
 import hrvit_kernels as hk
 from hrvit_kernels.metrics import IoUMetric
 from test_evaluation import make_dataset
+from torchrun import run_two_processes
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_grad_layout.py"
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
 def test_ddp_backward_raises_no_warnings(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     data = tmp_path / "ade"
     make_dataset(data, "ade20k", count=5, sizes=((33, 47), (40, 36)))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(SCRIPT), str(tmp_path), str(data)], capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_processes(SCRIPT, tmp_path, data)
     for rank in range(2):
         rows = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert len(rows) == 3 * 2  # models x backends
@@ -54,3 +48,20 @@ def test_ddp_backward_raises_no_warnings(tmp_path):
         shared = json.loads((tmp_path / f"evaluation{rank}.json").read_text())
         assert shared["images"] == 5 and shared["aAcc"] == pytest.approx(single["aAcc"])
         assert shared["mIoU"] == pytest.approx(single["mIoU"], nan_ok=True)
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
+def test_the_command_line_tears_the_process_group_down_before_exit(tmp_path, capsys):
+    """Left to interpreter exit, gloo's teardown can abort a process; each command ends the group itself."""
+    from hrvit_kernels.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))  # holds the group until freed
+        assert main(["models"]) == 0
+        assert not dist.is_initialized()
+        del ddp
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert main(["models"]) == 0  # without a group: nothing to do

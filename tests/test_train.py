@@ -3,8 +3,6 @@ every family's loss, exact resume on one process and on two gloo processes, atom
 loss, and the command line."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from hrvit_kernels.train.optim import learning_rate, parameter_groups
 from hrvit_kernels.train.transforms import TrainPipeline, photometric_distortion
 
 from tiny_models import FAMILIES
+from torchrun import run_two_processes
 from work_dirs import log_rows, losses
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "train_two_processes.py"
@@ -167,11 +166,7 @@ def test_a_diverging_loss_stops_without_writing(tmp_path, monkeypatch):
 def test_two_gloo_processes_resume_exactly(tmp_path):
     """(PyTorch's SyncBatchNorm refuses CPU tensors: its test, the last here, runs where CUDA is.)"""
     root = learnable_dataset(tmp_path / "data")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(SCRIPT), str(root), str(tmp_path), "segmentation"], capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_processes(SCRIPT, root, tmp_path, "segmentation")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["losses_uninterrupted"] == report["losses_resumed"] and len(report["losses_resumed"]) == 4
     assert report["weights_equal"]
@@ -193,9 +188,7 @@ def test_train_command_saves_the_resolved_configuration(tmp_path, capsys):
 def test_sync_batchnorm_on_two_processes_equals_batchnorm_on_the_joined_batch(tmp_path):
     """Two gloo processes share one GPU (NCCL would need two)."""
     script = Path(__file__).resolve().parent / "scripts" / "sync_batchnorm.py"
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_processes(script, tmp_path, threads=None)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["sync_batchnorm_modules"] > 0
     assert max(report["output_rel"], report["grad_rel"], report["running_stats_rel"]) < 1e-4, report

@@ -2,10 +2,7 @@
 loss falls, exact resume with augmentation, Mixup and EMA (one process and two gloo processes), validation
 counting every image once, per-sample seeding, the command line, and bad folders."""
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from PIL import Image
 
 from hrvit_kernels.train import checkpoint_paths, default_classification_recipe, default_recipe, train_classifier
 from hrvit_kernels.train.classification import SeededSamples
+from torchrun import run_two_processes
 from work_dirs import log_rows, losses
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "train_two_processes.py"
@@ -86,11 +84,7 @@ def test_resume_is_exact_with_augmentation_mixup_and_ema(tmp_path):
 
 def test_two_gloo_processes_resume_exactly_and_share_the_validation_images(tmp_path):
     root = imagenet_folder(tmp_path / "data", val=3)  # 6 images: 3 per process
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(SCRIPT), str(root), str(tmp_path), "classification"], capture_output=True, text=True,
-                            env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_processes(SCRIPT, root, tmp_path, "classification")
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["losses_uninterrupted"] == report["losses_resumed"] and len(report["losses_resumed"]) == 4
     assert report["weights_equal"]

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import hrvit_kernels as hk
+from hrvit_kernels._distributed import shutdown
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -39,7 +40,4 @@ counted = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
 if rank == 0:
     Path(sys.argv[1], "report.json").write_text(json.dumps({"output_rel": outputs, "grad_rel": grads, "running_stats_rel": stats,
                                                             "sync_batchnorm_modules": counted}))
-# Both ranks done before either tears its gloo connections down while the other may still use them (a CI run
-# once aborted at the end of this script: "terminate called without an active exception").
-dist.barrier()
-dist.destroy_process_group()
+shutdown()

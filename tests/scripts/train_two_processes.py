@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from hrvit_kernels._distributed import shutdown
 from hrvit_kernels.train import (checkpoint_paths, default_classification_recipe, default_recipe, train,
                                  train_classifier)
 
@@ -38,7 +39,4 @@ if rank == 0:
         "validations": [row["validation"] for row in logs["a"] if "validation" in row],
         "weights_equal": all(torch.equal(final[0][part][k], final[1][part][k]) for part in keys
                              for k in final[0][part])}))
-# Both ranks done before either tears its gloo connections down while the other may still use them (a CI run
-# once aborted at the end of this script: "terminate called without an active exception").
-dist.barrier()
-dist.destroy_process_group()
+shutdown()
