@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -23,11 +24,17 @@ T* ptr(uintptr_t address) {
 }
 
 void mix_conv_gelu_forward(index_t batch, index_t height, index_t width, index_t channels,
-                           index_t split, uintptr_t x, index_t x_sb, index_t x_sn, uintptr_t w3t,
+                           index_t split, uintptr_t x, index_t x_sb, index_t x_sn, bool bf16, uintptr_t w3t,
                            uintptr_t b3, uintptr_t w5t, uintptr_t b5, uintptr_t out, int threads) {
-  hrvit::mix_conv_gelu_forward({batch, height, width, channels, split}, ptr<const float>(x), x_sb,
-                               x_sn, ptr<const float>(w3t), ptr<const float>(b3),
-                               ptr<const float>(w5t), ptr<const float>(b5), ptr<float>(out), threads);
+  const hrvit::MixConvShape shape{batch, height, width, channels, split};
+  if (bf16)
+    hrvit::mix_conv_gelu_forward_bf16(shape, ptr<const hrvit::bf16_t>(x), x_sb, x_sn, ptr<const float>(w3t),
+                                      ptr<const float>(b3), ptr<const float>(w5t), ptr<const float>(b5),
+                                      ptr<hrvit::bf16_t>(out), threads);
+  else
+    hrvit::mix_conv_gelu_forward(shape, ptr<const float>(x), x_sb, x_sn, ptr<const float>(w3t),
+                                 ptr<const float>(b3), ptr<const float>(w5t), ptr<const float>(b5),
+                                 ptr<float>(out), threads);
 }
 
 void mix_conv_gelu_backward(index_t batch, index_t height, index_t width, index_t channels,
@@ -48,19 +55,28 @@ hrvit::StripeShape stripe_shape(index_t batch, index_t height, index_t width, in
   return {batch, height, width, channels, stripe_width, heads, head_dim, scale};
 }
 
-// A token tensor crosses as (address, batch stride, token stride).
-using TokenArg = std::tuple<uintptr_t, index_t, index_t>;
+// A token tensor crosses as (address, batch stride, token stride, is bf16).
+using TokenArg = std::tuple<uintptr_t, index_t, index_t, bool>;
+// A token tensor for a kernel that reads bf16 as well as fp32.
+hrvit::TokenTensor fp32_or_bf16_tokens(const TokenArg& t) {
+  const auto [address, sb, sn, bf16] = t;
+  if (bf16) return {nullptr, sb, sn, ptr<const hrvit::bf16_t>(address)};
+  return {ptr<const float>(address), sb, sn};
+}
+// A token tensor for a kernel that reads fp32 only.
 hrvit::TokenTensor tokens(const TokenArg& t) {
-  return {ptr<const float>(std::get<0>(t)), std::get<1>(t), std::get<2>(t)};
+  if (std::get<3>(t)) throw std::invalid_argument("this kernel reads fp32 token tensors only");
+  return fp32_or_bf16_tokens(t);
 }
 
 void cswin_attention_forward(index_t batch, index_t height, index_t width, index_t channels,
                              index_t stripe_width, index_t heads, index_t head_dim, float scale,
                              const TokenArg& q, const TokenArg& k, const TokenArg& v, uintptr_t out,
-                             uintptr_t lse, int threads) {
+                             bool out_bf16, uintptr_t lse, int threads) {
   hrvit::cswin_attention_forward(
-      stripe_shape(batch, height, width, channels, stripe_width, heads, head_dim, scale), tokens(q),
-      tokens(k), tokens(v), ptr<float>(out), ptr<float>(lse), threads);
+      stripe_shape(batch, height, width, channels, stripe_width, heads, head_dim, scale),
+      fp32_or_bf16_tokens(q), fp32_or_bf16_tokens(k), fp32_or_bf16_tokens(v), ptr<void>(out), out_bf16,
+      ptr<float>(lse), threads);
 }
 
 void cswin_attention_backward(index_t batch, index_t height, index_t width, index_t channels,
@@ -132,16 +148,16 @@ void hlg_global_attention_backward(index_t batch, index_t height, index_t width,
                                        ptr<float>(grad_v), ptr<float>(grad_table), threads);
 }
 
-// Each map crosses as (address, height, width): `planes` contiguous fp32 planes.
-using ResizeArg = std::tuple<uintptr_t, index_t, index_t>;
+// Each map crosses as (address, is bf16, height, width): `planes` contiguous fp32 or bf16 planes.
+using ResizeArg = std::tuple<uintptr_t, bool, index_t, index_t>;
 
 void resize_sum_forward(index_t planes, index_t height, index_t width,
-                        const std::vector<ResizeArg>& maps, uintptr_t out, int threads) {
+                        const std::vector<ResizeArg>& maps, uintptr_t out, bool out_bf16, int threads) {
   std::vector<hrvit::ResizeSource> sources;
-  for (const auto& [address, map_height, map_width] : maps)
-    sources.push_back({ptr<const float>(address), map_height, map_width});
+  for (const auto& [address, bf16, map_height, map_width] : maps)
+    sources.push_back({ptr<const void>(address), bf16, map_height, map_width});
   hrvit::resize_sum_forward(planes, height, width, sources.data(), static_cast<int>(sources.size()),
-                            ptr<float>(out), threads);
+                            ptr<void>(out), out_bf16, threads);
 }
 
 void resize_backward(index_t planes, index_t height, index_t width, uintptr_t grad_out,

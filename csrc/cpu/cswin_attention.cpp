@@ -62,10 +62,11 @@ index_t lse_row(const StripeShape& s, const Unit& u) {
 
 }  // namespace
 
-void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
-                             float* out, float* lse, int num_threads) {
+template <typename Out>
+void forward_units(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, Out* out, float* lse,
+                   int num_threads) {
   const index_t d = s.head_dim, C = s.channels, N = s.height * s.width;
-  const bool aliased = k.data == v.data && k.sb == v.sb && k.sn == v.sn;
+  const bool aliased = k.address() == v.address() && k.sb == v.sb && k.sn == v.sn;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
 #endif
@@ -107,16 +108,24 @@ void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k,
           attend_columns<false>(QT.data(), K.data(), d, values, L, L, d, w, O.data(), block_lse.data());
         for (index_t i = 0; i < m; ++i) {
           const index_t t = tokens[i0 + i];
-          float* dst = out + (u.batch * N + t) * C + c0;
+          Out* dst = out + (u.batch * N + t) * C + c0;
           if (value_rows)
-            copy_row(O.data() + i * d, d, dst);
+            store_row(O.data() + i * d, d, dst);
           else
-            for (index_t c = 0; c < d; ++c) dst[c] = O[c * kQueryBlock + i];
+            for (index_t c = 0; c < d; ++c) dst[c] = from_float<Out>(O[c * kQueryBlock + i]);
           lse[lse_row(s, u) + t] = block_lse[i];
         }
       }
     }
   }
+}
+
+void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, void* out,
+                             bool out_bf16, float* lse, int num_threads) {
+  if (out_bf16)
+    forward_units(s, q, k, v, static_cast<bf16_t*>(out), lse, num_threads);
+  else
+    forward_units(s, q, k, v, static_cast<float*>(out), lse, num_threads);
 }
 
 void cswin_attention_backward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v,

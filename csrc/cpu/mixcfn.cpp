@@ -1,5 +1,6 @@
 // MixCFN mixed-scale depthwise convolution (3x3 on the first `split` channels, 5x5 on the rest,
-// zero padding, bias) + exact GELU, in token layout, forward and backward. fp32.
+// zero padding, bias) + exact GELU, in token layout, forward and backward. fp32 compute; the forward
+// pass also reads and writes bf16 tokens.
 //
 // Every loop nest keeps a block of channels in registers and runs over contiguous channels,
 // so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap rows and
@@ -9,6 +10,7 @@
 
 #include "hrvit/kernels/mixcfn.h"
 
+#include "hrvit/bf16.h"
 #include "hrvit/fast_math.h"
 #include "hrvit/gemm.h"
 #include "hrvit/scratch.h"
@@ -212,6 +214,30 @@ void mix_conv_gelu_forward(const MixConvShape& s, const float* x, index_t x_sb, 
   parallel_for(s.batch * H, num_threads, [&](index_t row) {
     const index_t b = row / H, h = row % H;
     mix_conv_row<true>(s, x + b * x_sb, x_sn, h, w3t, b3, w5t, b5, out + row * W * R);
+  });
+}
+
+void mix_conv_gelu_forward_bf16(const MixConvShape& s, const bf16_t* x, index_t x_sb, index_t x_sn,
+                                const float* w3t, const float* b3, const float* w5t, const float* b5,
+                                bf16_t* out, int num_threads) {
+  // Blocks of output rows: each converts the input rows its taps reach (the block and 2 rows either
+  // side) to fp32 once, computes its rows in fp32 and stores them as bf16.
+  constexpr index_t kRowBlock = 8, reach = 2;
+  const index_t H = s.height, W = s.width, R = s.channels;
+  const index_t blocks = (H + kRowBlock - 1) / kRowBlock;
+  parallel_for(s.batch * blocks, num_threads, [&](index_t task) {
+    thread_local std::vector<float> band_rows, out_row;
+    const index_t b = task / blocks, h0 = task % blocks * kRowBlock, h1 = std::min(H, h0 + kRowBlock);
+    const index_t lo = std::max<index_t>(0, h0 - reach), hi = std::min(H, h1 + reach);
+    float* band = kept(band_rows, (hi - lo) * W * R);
+    float* row_out = kept(out_row, W * R);
+    for (index_t t = lo * W; t < hi * W; ++t) load_row(x + b * x_sb + t * x_sn, R, band + (t - lo * W) * R);
+    // The band addressed as the whole image: the conv reads only rows [lo, hi) of it.
+    const float* image = band - lo * W * R;
+    for (index_t h = h0; h < h1; ++h) {
+      mix_conv_row<true>(s, image, R, h, w3t, b3, w5t, b5, row_out);
+      store_row(row_out, W * R, out + (b * H + h) * W * R);
+    }
   });
 }
 

@@ -3,10 +3,12 @@
 // per addition. The backward pass is the adjoint of one resize, as gathers (no scattered writes).
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "hrvit/kernels/resize_sum.h"
 
+#include "hrvit/bf16.h"
 #include "hrvit/scratch.h"
 #include "hrvit/threading.h"
 
@@ -40,15 +42,17 @@ struct MapTaps {
   AxisTaps rows, cols;
 };
 
-// out_row (=, or += when accumulate) the resize of one map's plane at output row y.
+// out_row (=, or += when accumulate) the resize of one map's plane at output row y; T is the map's
+// element type (float or bf16_t).
+template <typename T>
 void resize_row(const ResizeSource& map, const MapTaps& taps, index_t plane, index_t y, index_t width,
                 bool accumulate, float* __restrict blended, float* __restrict out_row) {
-  const float* src = map.data + plane * map.height * map.width;
-  const float* r0 = src + taps.rows.lo[y] * map.width;
-  const float* r1 = src + taps.rows.hi[y] * map.width;
+  const T* src = static_cast<const T*>(map.data) + plane * map.height * map.width;
+  const T* r0 = src + taps.rows.lo[y] * map.width;
+  const T* r1 = src + taps.rows.hi[y] * map.width;
   const float wy = taps.rows.w_hi[y];
   // Vertical blend first: one pass over the (short) source row instead of four gathers per output.
-  for (index_t x = 0; x < map.width; ++x) blended[x] = (1.0f - wy) * r0[x] + wy * r1[x];
+  for (index_t x = 0; x < map.width; ++x) blended[x] = (1.0f - wy) * to_float(r0[x]) + wy * to_float(r1[x]);
   const int32_t* __restrict lo = taps.cols.lo.data();
   const int32_t* __restrict hi = taps.cols.hi.data();
   const float* __restrict wx = taps.cols.w_hi.data();
@@ -59,6 +63,56 @@ void resize_row(const ResizeSource& map, const MapTaps& taps, index_t plane, ind
     for (index_t x = 0; x < width; ++x)
       out_row[x] = (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
   }
+}
+
+// out_row (=, or += when accumulate) row y of one map's plane that is already at the output size.
+template <typename T>
+void add_row(const ResizeSource& map, index_t plane, index_t y, index_t width, bool accumulate,
+             float* __restrict out_row) {
+  const T* row = static_cast<const T*>(map.data) + (plane * map.height + y) * width;
+  if (accumulate) {
+    for (index_t x = 0; x < width; ++x) out_row[x] += to_float(row[x]);
+  } else {
+    load_row(row, width, out_row);
+  }
+}
+
+// The forward pass with output element type Out: rows are summed in fp32 (in the output itself when it
+// is fp32, else in a row of scratch) and stored once.
+template <typename Out>
+void resize_sum_rows(index_t planes, index_t height, index_t width, const ResizeSource* maps, int num_maps,
+                     Out* out, int num_threads) {
+  std::vector<MapTaps> taps;
+  index_t widest = 1;
+  for (int m = 0; m < num_maps; ++m) {
+    taps.push_back({axis_taps(maps[m].height, height), axis_taps(maps[m].width, width)});
+    widest = std::max(widest, maps[m].width);
+  }
+  const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
+    thread_local std::vector<float> blended_rows, sum_rows;
+    float* blended = kept(blended_rows, widest);
+    float* sum = std::is_same_v<Out, float> ? nullptr : kept(sum_rows, width);
+    const index_t plane = task / row_tasks;
+    const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
+    for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
+      Out* out_row = out + (plane * height + y) * width;
+      float* acc = sum ? sum : reinterpret_cast<float*>(out_row);
+      for (int m = 0; m < num_maps; ++m) {
+        const ResizeSource& map = maps[m];
+        const bool at_size = map.height == height && map.width == width;
+        if (at_size && map.bf16)
+          add_row<bf16_t>(map, plane, y, width, m > 0, acc);
+        else if (at_size)
+          add_row<float>(map, plane, y, width, m > 0, acc);
+        else if (map.bf16)
+          resize_row<bf16_t>(map, taps[m], plane, y, width, m > 0, blended, acc);
+        else
+          resize_row<float>(map, taps[m], plane, y, width, m > 0, blended, acc);
+      }
+      if (sum) store_row(sum, width, out_row);
+    }
+  });
 }
 
 // For each source index, the output indices whose lower (upper) tap it is: contiguous ranges, since
@@ -83,36 +137,11 @@ AdjointRanges adjoint_ranges(const AxisTaps& taps, index_t in) {
 }  // namespace
 
 void resize_sum_forward(index_t planes, index_t height, index_t width, const ResizeSource* maps,
-                        int num_maps, float* out, int num_threads) {
-  std::vector<MapTaps> taps;
-  index_t widest = 1;
-  for (int m = 0; m < num_maps; ++m) {
-    taps.push_back({axis_taps(maps[m].height, height), axis_taps(maps[m].width, width)});
-    widest = std::max(widest, maps[m].width);
-  }
-  const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
-    thread_local std::vector<float> blended_rows;
-    float* blended = kept(blended_rows, widest);
-    const index_t plane = task / row_tasks;
-    const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
-    for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
-      float* out_row = out + (plane * height + y) * width;
-      for (int m = 0; m < num_maps; ++m) {
-        const ResizeSource& map = maps[m];
-        if (map.height == height && map.width == width) {  // already at the output size
-          const float* row = map.data + (plane * height + y) * width;
-          if (m == 0) {
-            std::copy(row, row + width, out_row);
-          } else {
-            for (index_t x = 0; x < width; ++x) out_row[x] += row[x];
-          }
-        } else {
-          resize_row(map, taps[m], plane, y, width, m > 0, blended, out_row);
-        }
-      }
-    }
-  });
+                        int num_maps, void* out, bool out_bf16, int num_threads) {
+  if (out_bf16)
+    resize_sum_rows(planes, height, width, maps, num_maps, static_cast<bf16_t*>(out), num_threads);
+  else
+    resize_sum_rows(planes, height, width, maps, num_maps, static_cast<float*>(out), num_threads);
 }
 
 void resize_backward(index_t planes, index_t height, index_t width, const float* grad_out,

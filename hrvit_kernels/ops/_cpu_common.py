@@ -26,6 +26,15 @@ def fp32_rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def token_arg(t: torch.Tensor) -> tuple[int, int, int]:
-    """(address, batch stride, token stride) of a (B, N, C) fp32 tensor with unit channel stride."""
-    return t.data_ptr(), t.stride(0), t.stride(1)
+def rows_as_read(t: torch.Tensor) -> torch.Tensor:
+    """For a kernel that reads bf16 as well as fp32: a bf16 tensor as it is (unit channel stride), any
+    other dtype as fp32 (fp32_rows)."""
+    if t.dtype == torch.bfloat16:
+        return t if t.stride(-1) == 1 else t.contiguous()
+    return fp32_rows(t)
+
+
+def token_arg(t: torch.Tensor) -> tuple[int, int, int, bool]:
+    """(address, batch stride, token stride, is bf16) of a (B, N, C) fp32 or bf16 tensor with unit channel
+    stride."""
+    return t.data_ptr(), t.stride(0), t.stride(1), t.dtype == torch.bfloat16

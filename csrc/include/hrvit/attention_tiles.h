@@ -21,22 +21,39 @@ namespace hrvit {
 constexpr index_t kKeyBlock = 128;
 constexpr index_t kQueryBlock = 32;
 
-// dst[i][c] = t[batch][tokens[i]][c0 + c] for the tokens' rows and c < d.
+// dst[i][c] = t[batch][tokens[i]][c0 + c] for the tokens' rows and c < d (fp32 or bf16 t).
 inline void gather(TokenTensor t, index_t batch, const std::vector<index_t>& tokens, index_t c0, index_t d,
                    float* dst) {
   const index_t L = static_cast<index_t>(tokens.size());
-  for (index_t i = 0; i < L; ++i) copy_row(t.data + batch * t.sb + tokens[i] * t.sn + c0, d, dst + i * d);
+  for (index_t i = 0; i < L; ++i) {
+    const index_t offset = batch * t.sb + tokens[i] * t.sn + c0;
+    if (t.data16)
+      load_row(t.data16 + offset, d, dst + i * d);
+    else
+      copy_row(t.data + offset, d, dst + i * d);
+  }
 }
 
 // dst[c][i] = scale * t[batch][tokens[i]][c0 + c] for c < d and i < n, row stride ld_dst; columns
-// [n, width) are zero (a query block's padding).
+// [n, width) are zero (a query block's padding). A bf16 t's rows go through fp32 rows first.
 inline void gather_columns(TokenTensor t, index_t batch, const index_t* tokens, index_t n, index_t width,
                            index_t c0, index_t d, float scale, float* dst, index_t ld_dst) {
+  thread_local std::vector<float> converted;
+  if (t.data16) converted.resize(kLanes * d);
   const float* rows[kLanes];
   for (index_t i0 = 0; i0 < width; i0 += kLanes) {
     const index_t group = std::min(kLanes, width - i0);
-    for (index_t i = 0; i < group; ++i)
-      rows[i] = i0 + i < n ? t.data + batch * t.sb + tokens[i0 + i] * t.sn + c0 : nullptr;
+    for (index_t i = 0; i < group; ++i) {
+      rows[i] = nullptr;
+      if (i0 + i >= n) continue;
+      const index_t offset = batch * t.sb + tokens[i0 + i] * t.sn + c0;
+      if (t.data16) {
+        load_row(t.data16 + offset, d, converted.data() + i * d);
+        rows[i] = converted.data() + i * d;
+      } else {
+        rows[i] = t.data + offset;
+      }
+    }
     rows_to_columns(rows, group, d, scale, dst + i0, ld_dst);
   }
 }

@@ -1,22 +1,24 @@
-"""Calls into the C++ stripe-attention kernels (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+"""Calls into the C++ stripe-attention kernels (hrvit_kernels._C). fp32 inside; the forward pass reads and
+writes bf16 itself, other dtypes (and the backward pass's inputs) convert here."""
 from __future__ import annotations
 
 import torch
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._cpu_common import fp32_rows, token_arg
+from hrvit_kernels.ops._cpu_common import fp32_rows, rows_as_read, token_arg
 
 
 def forward(q, k, v, H: int, W: int, stripe_width: int, heads: int, head_dim: int, scale: float):
     """Returns (out (B, N, C) in q's dtype, lse (B, 2 * heads, N) fp32). ``v=None`` means k is v."""
     B, N, C = q.shape
-    qf, kf = fp32_rows(q), fp32_rows(k)
-    vf = kf if v is None else fp32_rows(v)
-    out = _alloc.empty((B, N, C))
+    qf, kf = rows_as_read(q), rows_as_read(k)
+    vf = kf if v is None else rows_as_read(v)
+    out_bf16 = q.dtype == torch.bfloat16
+    out = _alloc.empty((B, N, C), q.dtype if out_bf16 else torch.float32)
     lse = _alloc.empty((B, 2 * heads, N))
     _ext.ext().cswin_attention_forward(B, H, W, C, stripe_width, heads, head_dim, scale, token_arg(qf),
-                                       token_arg(kf), token_arg(vf), out.data_ptr(), lse.data_ptr(),
+                                       token_arg(kf), token_arg(vf), out.data_ptr(), out_bf16, lse.data_ptr(),
                                        torch.get_num_threads())
     return out.to(q.dtype), lse
 

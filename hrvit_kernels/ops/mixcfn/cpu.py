@@ -1,11 +1,12 @@
-"""Calls into the C++ MixCFN kernels (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+"""Calls into the C++ MixCFN kernels (hrvit_kernels._C). fp32 inside; the forward pass reads and writes bf16
+tokens itself, other dtypes (and the backward pass's inputs) convert here."""
 from __future__ import annotations
 
 import torch
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops._cpu_common import fp32_rows
+from hrvit_kernels.ops._cpu_common import fp32_rows, rows_as_read
 
 
 def _taps_major(weight: torch.Tensor) -> torch.Tensor:
@@ -15,12 +16,13 @@ def _taps_major(weight: torch.Tensor) -> torch.Tensor:
 
 def forward(x, H: int, W: int, weight3, bias3, weight5, bias5) -> torch.Tensor:
     B, _, R = x.shape
-    xf = fp32_rows(x)
+    xf = rows_as_read(x)
+    bf16 = xf.dtype == torch.bfloat16
     w3t, w5t = _taps_major(weight3), _taps_major(weight5)
     b3, b5 = bias3.float().contiguous(), bias5.float().contiguous()
-    out = _alloc.empty((B, H * W, R))
+    out = _alloc.empty((B, H * W, R), xf.dtype)
     _ext.ext().mix_conv_gelu_forward(
-        B, H, W, R, weight3.shape[0], xf.data_ptr(), xf.stride(0), xf.stride(1), w3t.data_ptr(),
+        B, H, W, R, weight3.shape[0], xf.data_ptr(), xf.stride(0), xf.stride(1), bf16, w3t.data_ptr(),
         b3.data_ptr(), w5t.data_ptr(), b5.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out.to(x.dtype)
 

@@ -1,4 +1,5 @@
-"""Calls into the C++ resize-sum kernel (hrvit_kernels._C). fp32 inside; other dtypes convert here."""
+"""Calls into the C++ resize-sum kernel (hrvit_kernels._C). fp32 inside; the forward pass reads and writes
+bf16 itself (a bf16 model's logits need no conversion passes), other dtypes convert here."""
 from __future__ import annotations
 
 import torch
@@ -9,11 +10,13 @@ from hrvit_kernels.ops import _alloc
 
 def forward(maps: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
     B, C = maps[0].shape[:2]
-    planes = [m.float().contiguous() for m in maps]  # the kernel reads contiguous NCHW planes
-    out = _alloc.empty((B, C, height, width))
+    dtype = maps[0].dtype if maps[0].dtype in (torch.float32, torch.bfloat16) else torch.float32
+    planes = [m.to(dtype).contiguous() for m in maps]  # the kernel reads contiguous NCHW planes
+    out = _alloc.empty((B, C, height, width), dtype)
+    bf16 = dtype == torch.bfloat16
     _ext.ext().resize_sum_forward(B * C, height, width,
-                                  [(p.data_ptr(), p.shape[2], p.shape[3]) for p in planes],
-                                  out.data_ptr(), torch.get_num_threads())
+                                  [(p.data_ptr(), bf16, p.shape[2], p.shape[3]) for p in planes],
+                                  out.data_ptr(), bf16, torch.get_num_threads())
     return out.to(maps[0].dtype)
 
 

@@ -1,4 +1,5 @@
-// CPU kernels of the cross-shaped (stripe) window attention, fp32: raw pointers, sizes and strides in elements.
+// CPU kernels of the cross-shaped (stripe) window attention: raw pointers, sizes and strides in elements.
+// fp32 compute; the forward pass reads fp32 or bf16 inputs and writes an fp32 or bf16 output.
 #pragma once
 
 #include "hrvit/token_tensor.h"
@@ -16,8 +17,8 @@ struct StripeShape {
   index_t batch, height, width, channels, stripe_width, heads, head_dim;
   float scale;
 };
-void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
-                             float* out, float* lse, int num_threads);
+void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, void* out,
+                             bool out_bf16, float* lse, int num_threads);
 
 // Backward from q, k, v, out, lse and grad_out (any token strides, channel stride 1). Writes
 // contiguous grad_q, grad_k, grad_v; when k is v (kv_aliased) grad_k must be null and both

@@ -1,6 +1,7 @@
-// CPU kernels of MixCFN (mixed-scale depthwise convolution + GELU), fp32: raw pointers, sizes and strides in elements.
+// CPU kernels of MixCFN (mixed-scale depthwise convolution + GELU): raw pointers, sizes and strides in elements.
 #pragma once
 
+#include "hrvit/bf16.h"
 #include "hrvit/simd.h"
 
 namespace hrvit {
@@ -16,6 +17,10 @@ struct MixConvShape {
 void mix_conv_gelu_forward(const MixConvShape& s, const float* x, index_t x_sb, index_t x_sn,
                            const float* w3t, const float* b3, const float* w5t, const float* b5,
                            float* out, int num_threads);
+// The same on bf16 tokens (x and out bf16; weights and biases fp32, the conv and GELU computed in fp32).
+void mix_conv_gelu_forward_bf16(const MixConvShape& s, const bf16_t* x, index_t x_sb, index_t x_sn,
+                                const float* w3t, const float* b3, const float* w5t, const float* b5,
+                                bf16_t* out, int num_threads);
 
 // Backward of the above: grad_x (contiguous (B, H*W, R)) and the weight and bias gradients in the
 // tap-major layout of w3t / w5t. Weight gradients are reduced over fixed row blocks in a fixed
