@@ -169,6 +169,11 @@ def main_output(out):
     return out["pred"] if isinstance(out, dict) else out
 
 
+def _bf16_autocast(model, x):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return model(x)
+
+
 def _first_output(out) -> torch.Tensor:
     """The first output tensor, as float: segmentation logits, a backbone's first map, or an exported graph's
     first output (a numpy array)."""
@@ -219,6 +224,10 @@ def bench_model(spec, args, device, dtype, progress):
     keep_alive = None
     if not args.no_deploy and device.type == "cpu" and dtype == torch.float32 and name.startswith("hrvit"):
         deploy, row["notes"], keep_alive = deploy_contenders(model, x, torch.get_num_threads())
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # the package's own bf16 path beside OpenVINO's
+            for b in backends:
+                contenders[f"{b} bf16"] = under(b, lambda: _bf16_autocast(model, x))
+            row["notes"].append("bf16 rows: the fp32 model under torch.autocast('cpu', dtype=torch.bfloat16)")
         contenders.update(deploy)
     with torch.no_grad():
         forward = measure_interleaved(contenders, device, args.warmup, args.repeats)
