@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "hrvit/bf16_dot.h"
 #include "hrvit/kernels/attention_to_mask.h"
 #include "hrvit/kernels/cswin_attention.h"
 #include "hrvit/kernels/hlg_attention.h"
@@ -72,11 +73,11 @@ hrvit::TokenTensor tokens(const TokenArg& t) {
 void cswin_attention_forward(index_t batch, index_t height, index_t width, index_t channels,
                              index_t stripe_width, index_t heads, index_t head_dim, float scale,
                              const TokenArg& q, const TokenArg& k, const TokenArg& v, uintptr_t out,
-                             bool out_bf16, uintptr_t lse, int threads) {
+                             bool out_bf16, bool bf16_dots, uintptr_t lse, int threads) {
   hrvit::cswin_attention_forward(
       stripe_shape(batch, height, width, channels, stripe_width, heads, head_dim, scale),
       fp32_or_bf16_tokens(q), fp32_or_bf16_tokens(k), fp32_or_bf16_tokens(v), ptr<void>(out), out_bf16,
-      ptr<float>(lse), threads);
+      bf16_dots, ptr<float>(lse), threads);
 }
 
 void cswin_attention_backward(index_t batch, index_t height, index_t width, index_t channels,
@@ -186,6 +187,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("hlg_local_attention_backward", &hlg_local_attention_backward, nogil);
   m.def("hlg_global_attention_forward", &hlg_global_attention_forward, nogil);
   m.def("hlg_global_attention_backward", &hlg_global_attention_backward, nogil);
+  m.def("has_bf16_dot_products", &hrvit::cpu_has_bf16_dot,
+        "whether this build has bf16 matrix products and this CPU runs them (AVX-512-BF16)");
   m.def("resize_sum_forward", &resize_sum_forward, nogil);
   m.def("resize_backward", &resize_backward, nogil);
 }

@@ -1,15 +1,30 @@
-"""The C++ forward kernels that read and write bf16 themselves (stripe attention, MixCFN, resize-sum): on bf16
-inputs they compute in fp32 and round once, so their output is bit for bit the fp32 kernel's output on the
-same values, rounded to bf16 (round to nearest even, as PyTorch converts), for every layout the models pass:
-strided slices, k that is v, head dims that take either value layout, odd sizes, channel remainders."""
+"""The C++ forward kernels that read and write bf16 themselves (stripe attention, MixCFN, resize-sum): with
+fp32 products they compute in fp32 and round once, so their output is bit for bit the fp32 kernel's output on
+the same values, rounded to bf16 (round to nearest even, as PyTorch converts), for every layout the models
+pass: strided slices, k that is v, head dims that take either value layout, odd sizes, channel remainders.
+The stripe attention's bf16 matrix products (AVX-512-BF16, detected at run time) are held to the low-precision
+rule against float64 instead, forward and backward."""
+from pathlib import Path
+
 import pytest
 import torch
 
 import hrvit_kernels as hk
+from hrvit_kernels import _ext
+from hrvit_kernels.ops import _cpu_common
 from hrvit_kernels.testing import non_contiguous, randn
-from op_cases import cswin, mix, mix_inputs, resize
+from op_cases import compare_with_reference, cswin, mix, mix_inputs, resize
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built")
+
+STRIPE_CASES = [(2, 8, 8, 64, 2, 32), (1, 7, 9, 96, 2, 24), (2, 11, 6, 64, 7, 16), (1, 9, 7, 96, 3, 48),
+                (1, 30, 10, 32, 10, 16), (1, 40, 7, 32, 20, 16)]  # the last: 140 keys, two key blocks
+needs_bf16_dots = pytest.mark.skipif(not _cpu_common.bf16_dot_products(), reason="this CPU has no AVX-512-BF16")
+
+
+@pytest.fixture
+def fp32_products(monkeypatch):
+    monkeypatch.setattr(_cpu_common, "BF16_DOT_PRODUCTS", False)
 
 
 def assert_bf16_path_rounds_the_fp32_path_once(fn, inputs):
@@ -23,15 +38,14 @@ def assert_bf16_path_rounds_the_fp32_path_once(fn, inputs):
     torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("B,H,W,C,sw,hd", [(2, 8, 8, 64, 2, 32), (1, 7, 9, 96, 2, 24), (2, 11, 6, 64, 7, 16),
-                                           (1, 9, 7, 96, 3, 48), (1, 30, 10, 32, 10, 16)])
+@pytest.mark.parametrize("B,H,W,C,sw,hd", STRIPE_CASES)
 @pytest.mark.parametrize("alias", [True, False], ids=["k_is_v", "separate_k"])
-def test_stripe_attention(B, H, W, C, sw, hd, alias):
+def test_stripe_attention(B, H, W, C, sw, hd, alias, fp32_products):
     q, k, v = (randn(B, H * W, C) for _ in range(3))
     assert_bf16_path_rounds_the_fp32_path_once(cswin("cpp", H, W, sw, hd, alias), [q, k, v])
 
 
-def test_stripe_attention_on_slices_of_a_projection():
+def test_stripe_attention_on_slices_of_a_projection(fp32_products):
     """q, k and v as thirds of one (B, N, 3C) tensor: token stride 3C, no copies."""
     H, W, C = 9, 7, 64
     qkv = randn(2, H * W, 3 * C).bfloat16()
@@ -68,3 +82,31 @@ def test_resize_sum_keeps_infinities_and_nans():
     assert_bf16_path_rounds_the_fp32_path_once(resize("cpp", (7, 9)), [x])
     assert_bf16_path_rounds_the_fp32_path_once(resize("cpp", (4, 4)), [x])
 
+
+
+def test_bf16_products_are_chosen_by_the_cpu_it_runs_on():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "flags" not in flags or " avx512f" not in flags:
+        pytest.skip("no x86 CPU flags to compare with")
+    assert _ext.ext().has_bf16_dot_products() == (" avx512_bf16" in flags)
+
+
+@needs_bf16_dots
+@pytest.mark.parametrize("B,H,W,C,sw,hd", STRIPE_CASES)
+@pytest.mark.parametrize("alias", [True, False], ids=["k_is_v", "separate_k"])
+def test_stripe_attention_with_bf16_products_is_as_accurate_as_a_bf16_reference(B, H, W, C, sw, hd, alias):
+    """Output and gradients (the backward pass takes the forward's saved output and lse) against float64."""
+    inputs = [randn(B, H * W, C, dtype=torch.bfloat16, requires_grad=True) for _ in range(2 if alias else 3)]
+    compare_with_reference(cswin("cpp", H, W, sw, hd, alias), cswin("reference", H, W, sw, hd, alias), inputs,
+                           torch.bfloat16, "bf16 products")
+
+
+@needs_bf16_dots
+def test_bf16_products_run_where_they_are_switched_on(monkeypatch):
+    """The bf16 products round the probabilities, so their output differs from the fp32 products' somewhere."""
+    H, W, C = 9, 7, 64
+    q, k = (randn(1, H * W, C, dtype=torch.bfloat16) for _ in range(2))
+    with_bf16 = hk.cswin_attention(q, k, k, (H, W), 3, 32, backend="cpp")
+    monkeypatch.setattr(_cpu_common, "BF16_DOT_PRODUCTS", False)
+    with_fp32 = hk.cswin_attention(q, k, k, (H, W), 3, 32, backend="cpp")
+    assert not torch.equal(with_bf16, with_fp32)

@@ -120,8 +120,65 @@ void forward_units(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTens
   }
 }
 
+#ifdef HRVIT_BF16_DOT
+// The forward pass on bf16 q, k, v with bf16 matrix products (attend_columns_bf16): per unit, keys as
+// bf16 rows and V^T (its rows padded to an even length: the pair layout of keys); per query block, the
+// queries as pair rows.
+HRVIT_BF16_TARGET void forward_units_bf16_dot(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
+                                              bf16_t* out, float* lse, int num_threads) {
+  const index_t d = s.head_dim, C = s.channels, N = s.height * s.width;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(num_threads > 0 ? num_threads : 1)
+#endif
+  {
+    AttentionScratch w;
+    std::vector<index_t> tokens;
+    std::vector<bf16_t> K, VT, QTp(d * kQueryBlock), PTp((kKeyBlock + 1) / 2 * 2 * kQueryBlock);
+    std::vector<float> OT(d * kQueryBlock), block_lse(kQueryBlock);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (index_t ui = 0; ui < unit_count(s); ++ui) {
+      const Unit u = unit_at(s, ui);
+      stripe_tokens(s, u, tokens);
+      const index_t L = static_cast<index_t>(tokens.size()), c0 = channel_offset(s, u), ld_vt = (L + 1) / 2 * 2;
+      K.resize(L * d);
+      VT.assign(d * ld_vt, 0);
+      for (index_t j = 0; j < L; ++j) {
+        const bf16_t* k_row = k.data16 + u.batch * k.sb + tokens[j] * k.sn + c0;
+        const bf16_t* v_row = v.data16 + u.batch * v.sb + tokens[j] * v.sn + c0;
+        __builtin_memcpy(K.data() + j * d, k_row, d * sizeof(bf16_t));
+        for (index_t c = 0; c < d; ++c) VT[c * ld_vt + j] = v_row[c];
+      }
+      for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
+        const index_t m = std::min(kQueryBlock, L - i0);
+        std::fill(QTp.begin(), QTp.end(), bf16_t{0});  // padding queries: zero logits, outputs not stored
+        for (index_t i = 0; i < m; ++i) {
+          const bf16_t* q_row = q.data16 + u.batch * q.sb + tokens[i0 + i] * q.sn + c0;
+          for (index_t c = 0; c < d; ++c) QTp[c / 2 * 2 * kQueryBlock + 2 * i + c % 2] = q_row[c];
+        }
+        attend_columns_bf16(QTp.data(), K.data(), d, VT.data(), ld_vt, L, d, s.scale * kLog2e, w, PTp.data(),
+                            OT.data(), block_lse.data());
+        for (index_t i = 0; i < m; ++i) {
+          const index_t t = tokens[i0 + i];
+          bf16_t* dst = out + (u.batch * N + t) * C + c0;
+          for (index_t c = 0; c < d; ++c) dst[c] = to_bf16(OT[c * kQueryBlock + i]);
+          lse[lse_row(s, u) + t] = block_lse[i];
+        }
+      }
+    }
+  }
+}
+#endif
+
 void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, void* out,
-                             bool out_bf16, float* lse, int num_threads) {
+                             bool out_bf16, bool bf16_dots, float* lse, int num_threads) {
+#ifdef HRVIT_BF16_DOT
+  if (bf16_dots && out_bf16 && q.data16 && k.data16 && v.data16 && s.head_dim % 2 == 0 && cpu_has_bf16_dot())
+    return forward_units_bf16_dot(s, q, k, v, static_cast<bf16_t*>(out), lse, num_threads);
+#else
+  (void)bf16_dots;
+#endif
   if (out_bf16)
     forward_units(s, q, k, v, static_cast<bf16_t*>(out), lse, num_threads);
   else

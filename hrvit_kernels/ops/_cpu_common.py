@@ -7,6 +7,15 @@ from hrvit_kernels import _ext
 
 CPP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
+# On bf16 inputs the stripe-attention forward multiplies in bf16 (fp32 accumulation and softmax) where the CPU
+# has AVX-512-BF16, detected at run time (``bf16_dot_products()``); False keeps fp32 products everywhere.
+BF16_DOT_PRODUCTS = True
+
+
+def bf16_dot_products() -> bool:
+    """Whether bf16 inputs get bf16 matrix products here: switched on, built, and the CPU runs them."""
+    return BF16_DOT_PRODUCTS and _ext.HAS_EXT and _ext.ext().has_bf16_dot_products()
+
 
 def available(tensors) -> str | None:
     """None when the C++ kernels can run on these tensors, else the reason."""

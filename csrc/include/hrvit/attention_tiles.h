@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "hrvit/bf16_dot.h"
 #include "hrvit/fast_math.h"
 #include "hrvit/gemm.h"
 #include "hrvit/token_tensor.h"
@@ -96,30 +97,16 @@ struct QueryBlockStats {
   }
 };
 
-// One key block of one head's attention for a block of kQueryBlock queries (an online-softmax step).
-// QT: d x kQueryBlock, scaled by the softmax scale times log2 e, so that the logits are in base 2
-// (see exp2_approx; columns past the real queries may hold anything finite), K: n x d
-// (row stride ld_k), n <= kKeyBlock. Values V^T: d x n (row stride ld_v), output O^T: d x kQueryBlock;
-// or with ValueRows, V: n x d (row stride ld_v) and O: kQueryBlock x d, which reads V straight from
-// a token tensor (no transpose) at the same tile shapes when d is whole vectors. The first key block
-// (first = true, stats reset) sets O, later ones rescale it and add to it; O stays unnormalised until
-// finish_query_block. With Sum set, the block's base-2 logits S^T (n x kQueryBlock) are also written
-// to (kSet) or added to (kAdd) logit_sum, by the pass that finds their maxima.
-// add_bias(ST, n), when given, adds a position bias (in base 2) to the block's logits S^T before anything
-// else reads them.
+// The online-softmax step of one key block: the block's base-2 logits S^T (n x kQueryBlock) become
+// 2^(logit - new max) in place, the stats move to the new maxima and sums, and alpha[t] is the factor that
+// rescales what the earlier blocks accumulated. With Sum set, the logits are also written to (kSet) or
+// added to (kAdd) logit_sum by the pass that finds their maxima.
 enum class LogitSum { kNone, kSet, kAdd };
-struct NoBias {
-  void operator()(float*, index_t) const {}
-};
-template <bool ValueRows, LogitSum Sum = LogitSum::kNone, typename AddBias = NoBias>
-void attend_key_block(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v, index_t n,
-                      index_t d, bool first, QueryBlockStats& stats, float* scratch, float* O,
-                      float* logit_sum = nullptr, const AddBias& add_bias = AddBias{}) {
+template <LogitSum Sum = LogitSum::kNone>
+inline void online_softmax_step(float* ST, index_t n, QueryBlockStats& stats, vecf* alpha,
+                                float* logit_sum = nullptr) {
   constexpr index_t kVecs = QueryBlockStats::kVecs;
-  float* ST = scratch;  // n x kQueryBlock
-  gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, ST, kQueryBlock);
-  add_bias(ST, n);
-  vecf new_max[kVecs], alpha[kVecs], sum[kVecs];
+  vecf new_max[kVecs], sum[kVecs];
   for (index_t t = 0; t < kVecs; ++t) new_max[t] = stats.max[t];
   for (index_t r = 0; r < n; ++r)
     for (index_t t = 0; t < kVecs; ++t) {
@@ -143,6 +130,31 @@ void attend_key_block(const float* QT, const float* K, index_t ld_k, const float
     stats.sum[t] = stats.sum[t] * alpha[t] + sum[t];
     stats.max[t] = new_max[t];
   }
+}
+
+// One key block of one head's attention for a block of kQueryBlock queries (an online-softmax step).
+// QT: d x kQueryBlock, scaled by the softmax scale times log2 e, so that the logits are in base 2
+// (see exp2_approx; columns past the real queries may hold anything finite), K: n x d
+// (row stride ld_k), n <= kKeyBlock. Values V^T: d x n (row stride ld_v), output O^T: d x kQueryBlock;
+// or with ValueRows, V: n x d (row stride ld_v) and O: kQueryBlock x d, which reads V straight from
+// a token tensor (no transpose) at the same tile shapes when d is whole vectors. The first key block
+// (first = true, stats reset) sets O, later ones rescale it and add to it; O stays unnormalised until
+// finish_query_block. With Sum set, the block's base-2 logits S^T (n x kQueryBlock) are also written
+// to (kSet) or added to (kAdd) logit_sum, by the pass that finds their maxima.
+// add_bias(ST, n), when given, adds a position bias (in base 2) to the block's logits S^T before anything
+// else reads them.
+struct NoBias {
+  void operator()(float*, index_t) const {}
+};
+template <bool ValueRows, LogitSum Sum = LogitSum::kNone, typename AddBias = NoBias>
+void attend_key_block(const float* QT, const float* K, index_t ld_k, const float* V, index_t ld_v, index_t n,
+                      index_t d, bool first, QueryBlockStats& stats, float* scratch, float* O,
+                      float* logit_sum = nullptr, const AddBias& add_bias = AddBias{}) {
+  float* ST = scratch;  // n x kQueryBlock
+  gemm_set(n, kQueryBlock, d, K, ld_k, QT, kQueryBlock, ST, kQueryBlock);
+  add_bias(ST, n);
+  vecf alpha[QueryBlockStats::kVecs];
+  online_softmax_step<Sum>(ST, n, stats, alpha, logit_sum);
   if (!first) scale_queries<ValueRows>(O, d, alpha);
   if constexpr (ValueRows) {
     if (first)
@@ -186,6 +198,33 @@ void attend_columns(const float* QT, const float* K, index_t ld_k, const float* 
                                 [&](float* ST, index_t n) { add_bias(ST, j0, n); });
   finish_query_block<ValueRows>(stats, d, O, lse);
 }
+
+#ifdef HRVIT_BF16_DOT
+// attend_columns with bf16 matrix products (see bf16_dot.h): QTp, the block's unscaled queries as d / 2 pair
+// rows; K: Lk x d bf16 (row stride ld_k); VTp: V^T in pairs of keys, d rows of Lk rounded up to even bf16
+// (row stride ld_vt, a zero key at the end of an odd Lk); logit_scale turns q.k into base-2 logits. The
+// probabilities are rounded to bf16 for the product with V, as a bf16 reference rounds them; logits,
+// softmax statistics and output accumulate in fp32. Writes the normalised O^T (d x kQueryBlock) and lse.
+HRVIT_BF16_TARGET inline void attend_columns_bf16(const bf16_t* QTp, const bf16_t* K, index_t ld_k,
+                                                  const bf16_t* VTp, index_t ld_vt, index_t Lk, index_t d,
+                                                  float logit_scale, AttentionScratch& w, bf16_t* PTp, float* OT,
+                                                  float* lse) {
+  static_assert(kQueryBlock == kPairColumns, "a query block is one pair row's columns");
+  QueryBlockStats stats;
+  stats.reset();
+  float* ST = w.S.data();
+  for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+    const index_t n = std::min(kKeyBlock, Lk - j0);
+    dot_pairs(n, d / 2, K + j0 * ld_k, ld_k, QTp, logit_scale, false, ST);
+    vecf alpha[QueryBlockStats::kVecs];
+    online_softmax_step(ST, n, stats, alpha);
+    to_pair_rows(ST, n, PTp);
+    if (j0 > 0) scale_queries<false>(OT, d, alpha);
+    dot_pairs(d, (n + 1) / 2, VTp + j0, ld_vt, PTp, 1.0f, j0 > 0, OT);
+  }
+  finish_query_block<false>(stats, d, OT, lse);
+}
+#endif
 
 // Gradients of attend_key_block for one block of kQueryBlock query columns and one block of n <=
 // kKeyBlock keys (flash-style, from the saved base-2 log-sum-exp of finish_query_block). The queries come

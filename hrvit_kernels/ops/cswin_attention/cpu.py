@@ -1,11 +1,12 @@
 """Calls into the C++ stripe-attention kernels (hrvit_kernels._C). fp32 inside; the forward pass reads and
-writes bf16 itself, other dtypes (and the backward pass's inputs) convert here."""
+writes bf16 itself (and multiplies in bf16 where the CPU can, see _cpu_common.BF16_DOT_PRODUCTS), other dtypes
+(and the backward pass's inputs) convert here."""
 from __future__ import annotations
 
 import torch
 
 from hrvit_kernels import _ext
-from hrvit_kernels.ops import _alloc
+from hrvit_kernels.ops import _alloc, _cpu_common
 from hrvit_kernels.ops._cpu_common import fp32_rows, rows_as_read, token_arg
 
 
@@ -18,8 +19,8 @@ def forward(q, k, v, H: int, W: int, stripe_width: int, heads: int, head_dim: in
     out = _alloc.empty((B, N, C), q.dtype if out_bf16 else torch.float32)
     lse = _alloc.empty((B, 2 * heads, N))
     _ext.ext().cswin_attention_forward(B, H, W, C, stripe_width, heads, head_dim, scale, token_arg(qf),
-                                       token_arg(kf), token_arg(vf), out.data_ptr(), out_bf16, lse.data_ptr(),
-                                       torch.get_num_threads())
+                                       token_arg(kf), token_arg(vf), out.data_ptr(), out_bf16,
+                                       _cpu_common.BF16_DOT_PRODUCTS, lse.data_ptr(), torch.get_num_threads())
     return out.to(q.dtype), lse
 
 

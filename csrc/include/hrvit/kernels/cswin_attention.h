@@ -17,8 +17,10 @@ struct StripeShape {
   index_t batch, height, width, channels, stripe_width, heads, head_dim;
   float scale;
 };
+// With bf16_dots, bf16 q, k, v and an even head dim, on a CPU with AVX-512-BF16: bf16 matrix products
+// (fp32 accumulation and softmax, see attend_columns_bf16); else fp32 products.
 void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, void* out,
-                             bool out_bf16, float* lse, int num_threads);
+                             bool out_bf16, bool bf16_dots, float* lse, int num_threads);
 
 // Backward from q, k, v, out, lse and grad_out (any token strides, channel stride 1). Writes
 // contiguous grad_q, grad_k, grad_v; when k is v (kv_aliased) grad_k must be null and both
