@@ -139,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--aug", help="test-time augmentation: flip, ms or flip,ms (multi-scale 0.5-1.75)")
         q.add_argument("--device", help="default: cuda if available, else cpu")
         q.add_argument("--amp", choices=["bf16", "fp16", "none"],
-                       help="autocast dtype on CUDA (default bf16 there; CPU runs fp32)")
+                       help="autocast dtype (default: bf16 on CUDA, none on CPU; bf16 on a CPU with AVX-512-BF16 or "
+                            "AMX is faster, about 7e-3 relative error on the logits)")
 
     seg = sub.add_parser("segment", help="label, colour and overlay PNGs of images")
     seg.add_argument("images", nargs="+")

@@ -60,8 +60,6 @@ index_t lse_row(const StripeShape& s, const Unit& u) {
   return (u.batch * 2 * s.heads + u.half * s.heads + u.head) * s.height * s.width;
 }
 
-}  // namespace
-
 template <typename Out>
 void forward_units(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, Out* out, float* lse,
                    int num_threads) {
@@ -170,6 +168,8 @@ HRVIT_BF16_TARGET void forward_units_bf16_dot(const StripeShape& s, TokenTensor 
   }
 }
 #endif
+
+}  // namespace
 
 void cswin_attention_forward(const StripeShape& s, TokenTensor q, TokenTensor k, TokenTensor v, void* out,
                              bool out_bf16, bool bf16_dots, float* lse, int num_threads) {

@@ -67,7 +67,8 @@ class Segmenter:
     ``segment(image, mode=None, flip=False, scales=None, return_probs=False)``: ``mode`` overrides the
     configuration's ("whole" or "slide"); ``scales``: ratios of the base scale (``MS_RATIOS`` for the
     releases' multi-scale test); ``flip`` adds horizontally flipped passes; softmax scores are averaged.
-    Windows run in batches of ``batch_size``; on CUDA, ``amp`` ("bf16" or "fp16") runs under autocast.
+    Windows run in batches of ``batch_size``; ``amp`` ("bf16" or "fp16") runs under autocast on the model's
+    device (CPU bf16 pays off where the CPU has AVX-512-BF16 or AMX).
     """
 
     def __init__(self, model: torch.nn.Module, config: InferenceConfig, device=None, amp: str | None = None,
