@@ -29,11 +29,15 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert saved["environment"]["torch"] and saved["environment"]["date"]
     (model,) = saved["models"]
     assert model["params"] == 7_758_008 and model["gmacs"] > 0
-    # ONNX Runtime and OpenVINO on the exported model, where installed, beside the package's backends.
-    deploy = {"onnxruntime fp32", "openvino f32", "openvino default"}
+    # ONNX Runtime and OpenVINO on the exported model, where installed, beside the package's backends in fp32
+    # and, on CPUs with bf16 instructions, under bf16 autocast.
+    bf16 = {"openvino default", "reference bf16", "auto bf16"}
+    deploy = {"onnxruntime fp32", "openvino f32"} | bf16
     assert {"reference", "auto"} <= set(model["latency"]) <= {"reference", "auto"} | deploy
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert {"reference bf16", "auto bf16"} <= set(model["latency"])
     for label, entry in model["latency"].items():
-        assert entry["forward"]["max_rel_error"] < (3e-2 if label == "openvino default" else 1e-4), label
+        assert entry["forward"]["max_rel_error"] < (3e-2 if label in bf16 else 1e-4), label
     assert model["latency"]["auto"]["forward"]["repeats"] == 1
     evaluation = saved["evaluation"]  # the evaluate path's throughput, per backend
     assert set(evaluation["images_per_second"]) == {"reference", "auto"}
