@@ -13,7 +13,6 @@
 #include "hrvit/kernels/hlg_attention.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
-#include "hrvit/scratch.h"
 
 namespace py = pybind11;
 using hrvit::index_t;
@@ -188,8 +187,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("hlg_local_attention_backward", &hlg_local_attention_backward, nogil);
   m.def("hlg_global_attention_forward", &hlg_global_attention_forward, nogil);
   m.def("hlg_global_attention_backward", &hlg_global_attention_backward, nogil);
-  m.def("advise_huge_pages", [](uintptr_t address, size_t bytes) { hrvit::advise_huge_pages(ptr<void>(address), bytes); },
-        "back a large fresh output with transparent huge pages (Linux; advice only)");
   m.def("has_bf16_dot_products", &hrvit::cpu_has_bf16_dot,
         "whether this build has bf16 matrix products and this CPU runs them (AVX-512-BF16)");
   m.def("resize_sum_forward", &resize_sum_forward, nogil);

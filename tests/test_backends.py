@@ -38,32 +38,6 @@ def test_extension_is_built_with_openmp():
     assert _C.has_openmp
 
 
-def _huge_pages_kib(address: int) -> int:
-    """AnonHugePages of the mapping of this process that holds address (/proc/self/smaps)."""
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and not head.endswith(":"):
-            lo, hi = (int(v, 16) for v in head.split("-"))
-            inside = lo <= address < hi
-        elif inside and head == "AnonHugePages:":
-            return int(line.split()[1])
-    return 0
-
-
-@needs_ext
-def test_large_cpu_outputs_are_backed_by_huge_pages(monkeypatch):
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not thp.exists() or "[never]" in thp.read_text():
-        pytest.skip("no transparent huge pages on this machine")
-    monkeypatch.delenv("HRVIT_KERNELS_POISON")  # poisoned outputs are filled before the kernel runs
-    x = randn(1, 16, 128, 128)
-    out = hk.resize_sum([x], (512, 512), backend="cpp")  # 16 MiB, fresh
-    first_whole_page = (out.data_ptr() + (2 << 20) - 1) & ~((2 << 20) - 1)  # the advice splits the mapping there
-    assert _huge_pages_kib(first_whole_page) >= 2048
-    assert_close_fp32(out, hk.resize_sum([x], (512, 512), backend="reference"), "resize on huge pages")
-
-
 def _dynamic_cases():
     """(op, [(fn, inputs) at two sizes]): sizes, and the head counts derived from them, are symbolic in
     a dynamic graph, in the public functions and in the ops' own argument checks alike."""
