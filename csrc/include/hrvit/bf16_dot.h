@@ -1,8 +1,8 @@
 // bf16 matrix products for the attention kernels on AVX-512-BF16 (vdpbf16ps: each of 16 fp32 lanes adds
 // the products of two bf16 pairs), chosen at run time where the CPU has the instructions. Products
-// accumulate in fp32; the softmax stays fp32. Compiled into AVX-512 builds (the tiles are 16-lane vectors);
-// the functions carry their own target attribute, so such a build needs no -mavx512bf16 and still runs,
-// with fp32 products, on an AVX-512 CPU without BF16.
+// accumulate in fp32; the softmax stays fp32. Compiled into AVX-512 builds (the tiles are 16-lane vectors)
+// with their own target attribute, so a build for AVX-512 without BF16 (e.g. -march=skylake-avx512) has them
+// too, and uses them only where the CPU it runs on has BF16.
 //
 // Both products of one key block of attention have the shape C (m x 32 queries, fp32) = A B, with A m
 // rows of bf16 whose inner index runs in pairs along the row, and B "pair rows": pair row p holds, for each
