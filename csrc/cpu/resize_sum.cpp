@@ -90,14 +90,19 @@ void resize_sum_rows(index_t planes, index_t height, index_t width, const Resize
   }
   const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
+    constexpr bool kSumInOutput = std::is_same_v<Out, float>;
     thread_local std::vector<float> blended_rows, sum_rows;
     float* blended = kept(blended_rows, widest);
-    float* sum = std::is_same_v<Out, float> ? nullptr : kept(sum_rows, width);
+    float* sum = kSumInOutput ? nullptr : kept(sum_rows, width);
     const index_t plane = task / row_tasks;
     const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
     for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
       Out* out_row = out + (plane * height + y) * width;
-      float* acc = sum ? sum : reinterpret_cast<float*>(out_row);
+      float* acc;
+      if constexpr (kSumInOutput)
+        acc = out_row;
+      else
+        acc = sum;
       for (int m = 0; m < num_maps; ++m) {
         const ResizeSource& map = maps[m];
         const bool at_size = map.height == height && map.width == width;
@@ -110,7 +115,7 @@ void resize_sum_rows(index_t planes, index_t height, index_t width, const Resize
         else
           resize_row<float>(map, taps[m], plane, y, width, m > 0, blended, acc);
       }
-      if (sum) store_row(sum, width, out_row);
+      if constexpr (!kSumInOutput) store_row(sum, width, out_row);
     }
   });
 }
