@@ -10,6 +10,7 @@
 #include "hrvit/bf16_dot.h"
 #include "hrvit/kernels/attention_to_mask.h"
 #include "hrvit/kernels/cswin_attention.h"
+#include "hrvit/kernels/depthwise_mlp.h"
 #include "hrvit/kernels/hlg_attention.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
@@ -49,6 +50,18 @@ void mix_conv_gelu_backward(index_t batch, index_t height, index_t width, index_
       ptr<const float>(grad_out), g_sb, g_sn, ptr<const float>(w3t), ptr<const float>(b3),
       ptr<const float>(w5t), ptr<const float>(b5), ptr<float>(grad_x), ptr<float>(grad_w3t),
       ptr<float>(grad_b3), ptr<float>(grad_w5t), ptr<float>(grad_b5), threads);
+}
+
+void affine_gelu_inplace(index_t rows, index_t cols, uintptr_t data, uintptr_t scale, uintptr_t shift, int threads) {
+  hrvit::affine_gelu_inplace(rows, cols, ptr<float>(data), ptr<const float>(scale), ptr<const float>(shift), threads);
+}
+
+void depthwise_conv3_gelu_forward(index_t batch, index_t height, index_t width, index_t channels, index_t stride,
+                                  uintptr_t x, index_t x_sb, index_t x_sn, uintptr_t wt, uintptr_t bias,
+                                  uintptr_t out, int threads) {
+  if (stride != 1 && stride != 2) throw std::invalid_argument("depthwise_conv3_gelu_forward: stride must be 1 or 2");
+  hrvit::depthwise_conv3_gelu_forward({batch, height, width, channels, stride}, ptr<const float>(x), x_sb, x_sn,
+                                      ptr<const float>(wt), ptr<const float>(bias), ptr<float>(out), threads);
 }
 
 hrvit::StripeShape stripe_shape(index_t batch, index_t height, index_t width, index_t channels,
@@ -179,6 +192,8 @@ PYBIND11_MODULE(_C, m) {
   const auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def("mix_conv_gelu_forward", &mix_conv_gelu_forward, nogil);
   m.def("mix_conv_gelu_backward", &mix_conv_gelu_backward, nogil);
+  m.def("affine_gelu_inplace", &affine_gelu_inplace, nogil);
+  m.def("depthwise_conv3_gelu_forward", &depthwise_conv3_gelu_forward, nogil);
   m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);

@@ -228,3 +228,19 @@ def test_recipes():
     cls = default_classification_recipe("hlg_small")
     assert (cls.lr, cls.batch_size, cls.min_lr, cls.warmup_lr, cls.clip_grad, cls.model_ema_decay,
             cls.drop_path_rate, cls.cooldown_epochs) == (5e-4, 128, 5e-6, 5e-7, 5.0, 0.99996, 0.2, 0)
+
+
+def test_position_bias_is_kept_only_while_valid():
+    from hrvit_kernels.modules.hlg import DynamicPositionBias
+    bias = DynamicPositionBias(6, 3)
+    with torch.no_grad():
+        first = bias.table((5, 4))
+        assert bias.table((5, 4)) is first  # kept
+        bias.pos3[2].bias.add_(1.0)  # an in-place change of a parameter
+        changed = bias.table((5, 4))
+        torch.testing.assert_close(changed, first + 1.0)
+        assert bias.table((3, 3)).shape == (3, 25)
+    with torch.enable_grad():
+        recorded = bias.table((5, 4))
+    assert recorded.grad_fn is not None  # with gradients recorded, computed afresh
+    torch.testing.assert_close(recorded.detach(), changed)

@@ -1,16 +1,13 @@
 // MixCFN mixed-scale depthwise convolution (3x3 on the first `split` channels, 5x5 on the rest,
 // zero padding, bias) + exact GELU, in token layout, forward and backward. fp32 compute; the forward
-// pass also reads and writes bf16 tokens.
-//
-// Every loop nest keeps a block of channels in registers and runs over contiguous channels,
-// so the compiler emits whole-vector FMAs; image borders are handled by clipping the tap rows and
-// reading tokens left or right of the image as zeros.
+// pass also reads and writes bf16 tokens. The row convolution is hrvit/depthwise_conv.h's.
 #include <algorithm>
 #include <vector>
 
 #include "hrvit/kernels/mixcfn.h"
 
 #include "hrvit/bf16.h"
+#include "hrvit/depthwise_conv.h"
 #include "hrvit/fast_math.h"
 #include "hrvit/gemm.h"
 #include "hrvit/scratch.h"
@@ -19,117 +16,9 @@
 namespace hrvit {
 namespace {
 
-// Channels run in blocks of two vectors of L floats: first the widest vectors (16 floats with
-// AVX-512), then narrower ones down to 4 for what is left (R/2 = 48, 144, 360 in HRViT-b2 leave 16,
-// 16 and 8 channels after 32-channel blocks), then scalars for fewer than 8 channels.
-template <index_t L>
-using lanes = typename Vec<L>::type;
-
-// The offsets [lo, hi] of a radius-r tap window around pos that stay inside [0, size): zero padding
-// is handled by skipping the taps outside the image.
-struct TapRange {
-  index_t lo, hi;
-};
-inline TapRange taps_inside(index_t r, index_t pos, index_t size) {
-  return {std::max(-r, -pos), std::min(r, size - 1 - pos)};
-}
-
-// Channels [0, len) of a K x K depthwise conv (tap-major weights wt (K*K, c)) at output pixel (h, w)
-// of an image whose token t is at src + t * sn: acc[j] = bias[j] + sum_taps wt[tap][j] * in[j], then
-// GELU if Gelu. Scalar code, for the fewer than 8 channels that the vector blocks leave.
-template <int K, bool Gelu>
-inline void conv_pixel(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
-                       const float* wt, index_t c, const float* bias, float* acc, index_t len) {
-  constexpr index_t r = K / 2;
-  const auto [dy0, dy1] = taps_inside(r, h, H);
-  const auto [dx0, dx1] = taps_inside(r, w, W);
-  for (index_t j = 0; j < len; ++j) acc[j] = bias ? bias[j] : 0.0f;
-  for (index_t dy = dy0; dy <= dy1; ++dy)
-    for (index_t dx = dx0; dx <= dx1; ++dx) {
-      const float* in = src + ((h + dy) * W + (w + dx)) * sn;
-      const float* k = wt + ((dy + r) * K + (dx + r)) * c;
-      for (index_t j = 0; j < len; ++j) acc[j] += k[j] * in[j];
-    }
-  if (Gelu)
-    for (index_t j = 0; j < len; ++j) acc[j] = gelu(acc[j]);
-}
-
-// kPixels horizontally adjacent output pixels (w, w + 1, ...), channels [0, 2 * L), of which the
-// first `count` are stored (GELU applied first if Gelu): 2 * kPixels independent accumulator
-// chains, so the FMAs are not held up by each other's latency. Each input row of the window
-// (kPixels + K - 1 tokens) is loaded into registers once and used by all K taps of the row (with
-// each (tap, pixel) its own address, GCC ran out of registers and reloaded pointers from the stack
-// for every FMA). Tokens left or right of the image load as zeros, which is the zero padding;
-// Interior says the window lies inside the image.
-constexpr index_t kPixels = 4;
-template <int K, index_t L, bool Gelu, bool Interior>
-inline void conv_pixels(const float* src, index_t sn, index_t H, index_t W, index_t h, index_t w,
-                        const float* wt, index_t c, const float* bias, float* dst, index_t dn,
-                        index_t count) {
-  typedef lanes<L> V;
-  constexpr index_t r = K / 2, span = kPixels + K - 1;
-  const auto [dy0, dy1] = taps_inside(r, h, H);
-  V a[kPixels][2];
-  for (index_t p = 0; p < kPixels; ++p) {
-    a[p][0] = bias ? load<V>(bias) : V{};
-    a[p][1] = bias ? load<V>(bias + L) : V{};
-  }
-  for (index_t dy = dy0; dy <= dy1; ++dy) {
-    V in[span][2];
-    const float* row = src + ((h + dy) * W + (w - r)) * sn;
-    for (index_t t = 0; t < span; ++t) {
-      const bool inside = Interior || (w - r + t >= 0 && w - r + t < W);
-      in[t][0] = inside ? load<V>(row + t * sn) : V{};
-      in[t][1] = inside ? load<V>(row + t * sn + L) : V{};
-    }
-    const float* k = wt + (dy + r) * K * c;
-    for (index_t dx = 0; dx < K; ++dx) {
-      const V k0 = load<V>(k + dx * c), k1 = load<V>(k + dx * c + L);
-      for (index_t p = 0; p < kPixels; ++p) {
-        a[p][0] += k0 * in[p + dx][0];
-        a[p][1] += k1 * in[p + dx][1];
-      }
-    }
-  }
-  for (index_t p = 0; p < kPixels; ++p) {
-    if (!Interior && p >= count) break;
-    store(dst + p * dn, Gelu ? gelu(a[p][0]) : a[p][0]);
-    store(dst + p * dn + L, Gelu ? gelu(a[p][1]) : a[p][1]);
-  }
-}
-
-// One output row of a K x K depthwise conv over channels [c0, c) of `src` (token stride sn) into
-// dst (token stride dn), in blocks of 2 * L channels while they fit; returns the first channel left.
-template <int K, index_t L, bool Gelu>
-index_t conv_row_blocks(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
-                        const float* bias, index_t c, float* dst, index_t dn, index_t c0) {
-  constexpr index_t r = K / 2;
-  for (; c0 + 2 * L <= c; c0 += 2 * L) {
-    const float* b = bias ? bias + c0 : nullptr;
-    for (index_t w = 0; w < W; w += kPixels) {
-      float* d = dst + w * dn + c0;
-      if (w >= r && w + kPixels + r <= W)
-        conv_pixels<K, L, Gelu, true>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn, kPixels);
-      else
-        conv_pixels<K, L, Gelu, false>(src + c0, sn, H, W, h, w, wt + c0, c, b, d, dn,
-                                       std::min(kPixels, W - w));
-    }
-  }
-  return c0;
-}
-
-// One output row of a K x K depthwise conv over channels [0, c), then GELU if Gelu. bias may be null.
-template <int K, bool Gelu>
-void conv_row(const float* src, index_t sn, index_t H, index_t W, index_t h, const float* wt,
-              const float* bias, index_t c, float* dst, index_t dn) {
-  index_t c0 = conv_row_blocks<K, kLanes, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, 0);
-  if constexpr (kLanes > 8) c0 = conv_row_blocks<K, 8, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
-  if constexpr (kLanes > 4) c0 = conv_row_blocks<K, 4, Gelu>(src, sn, H, W, h, wt, bias, c, dst, dn, c0);
-  if (c0 < c)  // fewer than 8 channels: scalars
-    for (index_t w = 0; w < W; ++w)
-      conv_pixel<K, Gelu>(src + c0, sn, H, W, h, w, wt + c0, c, bias ? bias + c0 : nullptr,
-                          dst + w * dn + c0, c - c0);
-}
+using depthwise::conv_row;
+using depthwise::lanes;
+using depthwise::taps_inside;
 
 // Both halves of the mixed conv for output row h of one image, then GELU if Gelu: out[w * R + r].
 template <bool Gelu>

@@ -26,7 +26,7 @@ from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_l
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DropPath
 from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, smoothing
-from hrvit_kernels.ops import hlg_global_attention, hlg_local_attention
+from hrvit_kernels.ops import depthwise_mlp, hlg_global_attention, hlg_local_attention
 from hrvit_kernels.ops.hlg_attention.reference import partition, real_tokens
 
 LN_EPS = 1e-6
@@ -77,8 +77,18 @@ class _DepthwiseMLP(nn.Module):
         self.fc3 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.norm1(self.fc1(x)))
-        return self.fc3(F.gelu(self.norm2(self.fc2(x))))
+        if self.norm1.training or self.norm2.training:  # BatchNorm on the batch's statistics
+            x = F.gelu(self.norm1(self.fc1(x)))
+            return self.fc3(F.gelu(self.norm2(self.fc2(x))))
+        return depthwise_mlp(x, self.fc1.weight.flatten(1), self.fc1.bias, *_eval_affine(self.norm1),
+                             self.fc2.weight, self.fc2.bias, *_eval_affine(self.norm2),
+                             self.fc3.weight.flatten(1), self.fc3.bias, self.fc2.stride[0])
+
+
+def _eval_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as (scale, shift): norm(x) = x * scale + shift per channel."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
 
 
 class _Projection(nn.Module):

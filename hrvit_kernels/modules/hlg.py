@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
 
 HEAD_DIM = 32  # every HLG attention has heads of 32 channels
+_KEPT_SIZES = 4  # biases kept per module (sizes x kinds): sliding windows use one size, whole images a few
 
 
 def smoothing(channels: int) -> nn.Sequential:
@@ -35,12 +37,34 @@ class DynamicPositionBias(nn.Module):
 
     def table(self, hw) -> torch.Tensor:
         """(heads, (2H-1)*(2W-1)): the bias of every offset on an H x W map, row-major (dy, then dx)."""
+        return self._kept(("table", tuple(hw)), lambda: self._table(hw))
+
+    def _table(self, hw) -> torch.Tensor:
         offsets = offset_table(hw, self.pos_proj.weight.device, self.pos_proj.weight.dtype)
         return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets)))).t()
 
     def grid_bias(self, hw) -> torch.Tensor:
         """(heads, H*W, H*W): the bias between every two cells of an H x W grid."""
-        return self.table(hw)[:, offset_index(hw, hw[0] * hw[1], self.pos_proj.weight.device)]
+        return self._kept(("grid", tuple(hw)), lambda: self._table(hw)[
+            :, offset_index(hw, hw[0] * hw[1], self.pos_proj.weight.device)])
+
+    def _kept(self, key, compute) -> torch.Tensor:
+        """compute(), kept between calls while no gradient is recorded: the bias depends only on the weights
+        and the size, and recomputing it cost 10-15% of an HLG forward at 224. A kept bias is used while the
+        parameters are the same tensors, unmodified (their version counters say so). Under a dispatch mode
+        (operation counters, fake tensors) it is computed, so that the mode sees the whole forward."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling() \
+                or torch.onnx.is_in_onnx_export() or _get_current_dispatch_mode() is not None:
+            return compute()
+        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        kept = self.__dict__.setdefault("_kept_biases", {})
+        if key in kept and kept[key][0] == state:
+            return kept[key][1]
+        if len(kept) >= _KEPT_SIZES:
+            kept.pop(next(iter(kept)))  # the oldest
+        value = compute()
+        kept[key] = (state, value)
+        return value
 
     def window_bias(self) -> torch.Tensor:
         """(heads, 49, 49): the bias between the tokens of a 7 x 7 window."""
