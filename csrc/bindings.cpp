@@ -10,7 +10,7 @@
 #include "hrvit/bf16_dot.h"
 #include "hrvit/kernels/attention_to_mask.h"
 #include "hrvit/kernels/cswin_attention.h"
-#include "hrvit/kernels/depthwise_mlp.h"
+#include "hrvit/kernels/hlg_conv_blocks.h"
 #include "hrvit/kernels/hlg_attention.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
@@ -54,6 +54,12 @@ void mix_conv_gelu_backward(index_t batch, index_t height, index_t width, index_
 
 void affine_gelu_inplace(index_t rows, index_t cols, uintptr_t data, uintptr_t scale, uintptr_t shift, int threads) {
   hrvit::affine_gelu_inplace(rows, cols, ptr<float>(data), ptr<const float>(scale), ptr<const float>(shift), threads);
+}
+
+void residual_affine_gelu_inplace(index_t rows, index_t cols, uintptr_t data, uintptr_t residual, uintptr_t scale,
+                                  uintptr_t shift, int threads) {
+  hrvit::residual_affine_gelu_inplace(rows, cols, ptr<float>(data), ptr<const float>(residual),
+                                      ptr<const float>(scale), ptr<const float>(shift), threads);
 }
 
 void depthwise_conv3_gelu_forward(index_t batch, index_t height, index_t width, index_t channels, index_t stride,
@@ -193,6 +199,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("mix_conv_gelu_forward", &mix_conv_gelu_forward, nogil);
   m.def("mix_conv_gelu_backward", &mix_conv_gelu_backward, nogil);
   m.def("affine_gelu_inplace", &affine_gelu_inplace, nogil);
+  m.def("residual_affine_gelu_inplace", &residual_affine_gelu_inplace, nogil);
   m.def("depthwise_conv3_gelu_forward", &depthwise_conv3_gelu_forward, nogil);
   m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);

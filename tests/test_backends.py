@@ -102,12 +102,20 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     logits = randn(1, 32, 128, 128, requires_grad=True)
     bias, table, window_tokens = (randn(2, 49, 49, requires_grad=True), randn(2, 255 * 255, requires_grad=True),
                                   randn(2, 361, 64, requires_grad=True))
+    image = randn(1, 64, 128, 128, requires_grad=True)
+    per_channel = lambda n: [randn(n, requires_grad=True) for _ in range(3)]  # noqa: E731  bias, scale, shift
+    mlp_params = [randn(256, 64, requires_grad=True), *per_channel(256), randn(256, 1, 3, 3, requires_grad=True),
+                  *per_channel(256), randn(64, 256, requires_grad=True), randn(64, requires_grad=True)]
+    smoothing_params = [randn(16, 64, requires_grad=True), *per_channel(16), randn(16, 16, 3, 3, requires_grad=True),
+                        *per_channel(16), randn(64, 16, requires_grad=True), *per_channel(64)]
     runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
             lambda: hk.hlg_local_attention(q, v, (128, 128), True, bias, backend="cpp"),
             lambda: hk.hlg_global_attention(q, window_tokens, window_tokens, (128, 128), table, backend="cpp"),
             lambda: hk.cswin_attention(q, v, v, (128, 128), 1, 32, backend="cpp"),
             lambda: hk.attention_to_mask(*atm_inputs, 16, backend="cpp")[0],
-            lambda: hk.resize_sum([logits], (512, 512), backend="cpp")]
+            lambda: hk.resize_sum([logits], (512, 512), backend="cpp"),
+            lambda: hk.depthwise_mlp(image, *mlp_params, stride=2, backend="cpp"),
+            lambda: hk.spatial_smoothing(image, *smoothing_params, backend="cpp")]
     errors, done = [], threading.Event()
 
     def worker():
@@ -131,7 +139,7 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors
-    kernels = [name for name in dir(extension) if name.endswith(("_forward", "_backward"))]
+    kernels = [name for name in dir(extension) if name.endswith(("_forward", "_backward", "_inplace"))]
     assert sorted(ticks_during) == sorted(kernels), "every kernel runs once at least"
     held = [name for name in kernels if ticks_during[name] == 0]
     assert not held, f"these kernels keep the GIL while they run: {held}"

@@ -25,7 +25,8 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DropPath
-from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, smoothing
+from hrvit_kernels.modules.hlg import (HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing, conv_bn_gelu,
+                                      eval_affine)
 from hrvit_kernels.ops import depthwise_mlp, hlg_global_attention, hlg_local_attention
 from hrvit_kernels.ops.hlg_attention.reference import partition, real_tokens
 
@@ -61,7 +62,7 @@ class _DownProj(nn.Module):
                                   nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.proj(x))
+        return conv_bn_gelu(self.proj[0], self.proj[1], x)
 
 
 class _DepthwiseMLP(nn.Module):
@@ -80,15 +81,9 @@ class _DepthwiseMLP(nn.Module):
         if self.norm1.training or self.norm2.training:  # BatchNorm on the batch's statistics
             x = F.gelu(self.norm1(self.fc1(x)))
             return self.fc3(F.gelu(self.norm2(self.fc2(x))))
-        return depthwise_mlp(x, self.fc1.weight.flatten(1), self.fc1.bias, *_eval_affine(self.norm1),
-                             self.fc2.weight, self.fc2.bias, *_eval_affine(self.norm2),
+        return depthwise_mlp(x, self.fc1.weight.flatten(1), self.fc1.bias, *eval_affine(self.norm1),
+                             self.fc2.weight, self.fc2.bias, *eval_affine(self.norm2),
                              self.fc3.weight.flatten(1), self.fc3.bias, self.fc2.stride[0])
-
-
-def _eval_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """An eval-mode BatchNorm as (scale, shift): norm(x) = x * scale + shift per channel."""
-    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    return scale, norm.bias - norm.running_mean * scale
 
 
 class _Projection(nn.Module):
@@ -116,7 +111,7 @@ class _Block(nn.Module):
             self.norm0 = nn.LayerNorm(channels, eps=LN_EPS)
             self.h0_norm = nn.LayerNorm(channels, eps=LN_EPS)
             self.pos_local = DynamicPositionBias(channels // 16, heads)
-            self.spatial_smooth = smoothing(channels)
+            self.spatial_smooth = SpatialSmoothing(channels)
         if first:
             self.down_proj = _DownProj(in_channels, channels)
         self.q = nn.Linear(channels, channels)
@@ -137,7 +132,7 @@ class _Block(nn.Module):
         if not self.local:
             return _map(self._last_stage(merged, hw), hw)
         a = _map(merged, hw)
-        smoothed = _tokens(F.gelu(a + self.spatial_smooth(a)))  # replaces the residual stream
+        smoothed = _tokens(self.spatial_smooth.residual_gelu(a))  # replaces the residual stream
         u = self.norm0(smoothed)
         q, v = self.q(u), self.v(u)
         local = hlg_local_attention(q, v, hw, self.dilated, self.pos_local.window_bias())
@@ -168,9 +163,7 @@ class HLG(nn.Module):
         super().__init__()
         self.config, self.with_cp = config, with_cp
         c1 = config.widths[0]
-        self.s0_conv = nn.Sequential(
-            nn.Sequential(nn.Conv2d(3, c1, 3, 2, 1, bias=False), nn.BatchNorm2d(c1), nn.GELU()),
-            nn.Sequential(nn.Conv2d(c1, c1, 3, 1, 1, bias=False), nn.BatchNorm2d(c1), nn.GELU()))
+        self.s0_conv = nn.Sequential(ConvBNGELU(3, c1, 2), ConvBNGELU(c1, c1, 1))
         rates = torch.linspace(0, drop_path_rate, sum(config.depths)).tolist()
         index, in_channels = 0, c1
         for stage, (channels, depth) in enumerate(zip(config.widths, config.depths)):

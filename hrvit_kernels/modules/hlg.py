@@ -1,11 +1,13 @@
 """HLG's dynamic position bias (``pos_local`` / ``pos_global`` / the head's ``pos``) and spatial-smoothing
-bottleneck, with the release's parameter names."""
+bottleneck, with the release's parameter names, and eval-mode BatchNorms as affines for the conv-block ops."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from hrvit_kernels.ops import conv_affine_gelu, spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
 
@@ -13,14 +15,50 @@ HEAD_DIM = 32  # every HLG attention has heads of 32 channels
 _KEPT_SIZES = 4  # biases kept per module (sizes x kinds): sliding windows use one size, whole images a few
 
 
-def smoothing(channels: int) -> nn.Sequential:
+def eval_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as (scale, shift): norm(x) = x * scale + shift per channel."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
+def conv_bn_gelu(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """GELU(norm(conv(x))): one op in eval mode."""
+    if norm.training:  # BatchNorm on the batch's statistics
+        return F.gelu(norm(conv(x)))
+    return conv_affine_gelu(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
+                            conv.groups)
+
+
+class ConvBNGELU(nn.Sequential):
+    """Conv, BatchNorm, GELU (keys ``0``, ``1``) as in HLG's stem."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int):
+        super().__init__(nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False), nn.BatchNorm2d(channels),
+                         nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_bn_gelu(self[0], self[1], x)
+
+
+class SpatialSmoothing(nn.Sequential):
     """The spatial-smoothing bottleneck R: 1x1 C -> C/4, BN, GELU, 3x3, BN, GELU, 1x1 C/4 -> C, BN (wrapped
-    in a one-element Sequential, as the release's keys ``spatial_smooth.0.*`` say)."""
-    mid = channels // 4
-    return nn.Sequential(nn.Sequential(
-        nn.Conv2d(channels, mid, 1), nn.BatchNorm2d(mid), nn.GELU(),
-        nn.Conv2d(mid, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.GELU(),
-        nn.Conv2d(mid, channels, 1), nn.BatchNorm2d(channels)))
+    in a one-element Sequential, as the release's keys ``spatial_smooth.0.*`` say). ``residual_gelu(x)`` is
+    GELU(x + R(x)), the map that replaces the residual stream: one op in eval mode."""
+
+    def __init__(self, channels: int):
+        mid = channels // 4
+        super().__init__(nn.Sequential(
+            nn.Conv2d(channels, mid, 1), nn.BatchNorm2d(mid), nn.GELU(),
+            nn.Conv2d(mid, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.GELU(),
+            nn.Conv2d(mid, channels, 1), nn.BatchNorm2d(channels)))
+
+    def residual_gelu(self, x: torch.Tensor) -> torch.Tensor:
+        conv1, norm1, _, conv2, norm2, _, conv3, norm3 = self[0]
+        if norm1.training or norm2.training or norm3.training:  # BatchNorm on the batch's statistics
+            return F.gelu(x + self(x))
+        return spatial_smoothing(x, conv1.weight.flatten(1), conv1.bias, *eval_affine(norm1), conv2.weight,
+                                 conv2.bias, *eval_affine(norm2), conv3.weight.flatten(1), conv3.bias,
+                                 *eval_affine(norm3))
 
 
 class DynamicPositionBias(nn.Module):

@@ -2,7 +2,9 @@
 so an element a kernel forgets to write shows up as a mismatch instead of passing by luck."""
 from __future__ import annotations
 
+import math
 import os
+import threading
 
 import torch
 
@@ -11,3 +13,21 @@ def empty(shape, dtype=torch.float32, device="cpu") -> torch.Tensor:
     if os.environ.get("HRVIT_KERNELS_POISON") == "1":
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
     return torch.empty(shape, dtype=dtype, device=device)
+
+
+_kept = threading.local()
+
+
+def scratch(name: str, shape) -> torch.Tensor:
+    """A CPU fp32 buffer for an intermediate that never leaves the op, kept per thread between calls (grown
+    to the largest size asked for ``name``): a fresh large tensor's pages fault on first touch, which cost a
+    third of a 12544 x 96 x 384 matrix product here. Overwritten by the next call in this thread."""
+    numel = math.prod(shape)
+    buffers = _kept.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[name] = torch.empty(numel)
+    view = buffer[:numel].view(shape)
+    if os.environ.get("HRVIT_KERNELS_POISON") == "1":
+        view.fill_(float("nan"))
+    return view

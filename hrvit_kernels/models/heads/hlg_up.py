@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.models.heads._release_keywords import check_release_keywords
-from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, smoothing
+from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing
 from hrvit_kernels.ops import hlg_global_attention
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 
@@ -70,14 +70,14 @@ class _DecodeLayer(nn.Module):
         self.mlp.fc1 = nn.Linear(channels, 4 * channels)
         self.mlp.act = nn.GELU()
         self.mlp.fc2 = nn.Linear(4 * channels, channels)
-        self.spatial_smooth = smoothing(channels)
+        self.spatial_smooth = SpatialSmoothing(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         step = self.interval if self.dilated else WINDOW
         hp, wp = step * math.ceil(H / step), step * math.ceil(W / step)
         x = F.pad(x, (0, wp - W, 0, hp - H))
-        smoothed = F.gelu(x + self.spatial_smooth(x)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+        smoothed = self.spatial_smooth.residual_gelu(x).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
         r = self.interval
         if self.dilated:  # group (y mod r, x mod r) holds a (Hp/r) x (Wp/r) grid
             grid, cells = (hp // r, wp // r), (r, r)

@@ -1,5 +1,5 @@
-// CPU kernels of the depthwise MLP (pointwise -> GELU -> depthwise 3x3 -> GELU -> pointwise) between its two
-// matrix products: raw pointers, sizes and strides in elements, fp32.
+// CPU kernels of HLG's conv blocks (the depthwise MLP: pointwise -> GELU -> depthwise 3x3 -> GELU -> pointwise;
+// the smoothing bottleneck) between their matrix products: raw pointers, sizes and strides in elements, fp32.
 #pragma once
 
 #include "hrvit/simd.h"
@@ -9,6 +9,10 @@ namespace hrvit {
 // data[i][j] = GELU(data[i][j] * scale[j] + shift[j]) for a contiguous (rows, cols) matrix, in place.
 void affine_gelu_inplace(index_t rows, index_t cols, float* data, const float* scale, const float* shift,
                          int num_threads);
+
+// data[i][j] = GELU(residual[i][j] + data[i][j] * scale[j] + shift[j]), both contiguous (rows, cols).
+void residual_affine_gelu_inplace(index_t rows, index_t cols, float* data, const float* residual,
+                                  const float* scale, const float* shift, int num_threads);
 
 // out = GELU(depthwise 3x3 conv of x with zero padding 1, the given stride (1 or 2), plus bias) on
 // row-major tokens: x is (B, H*W, C) with channel stride 1 and strides x_sb, x_sn; out is contiguous

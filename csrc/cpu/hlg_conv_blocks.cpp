@@ -1,7 +1,7 @@
-// The depthwise MLP's element-wise and depthwise steps in token layout (its pointwise convolutions are
-// matrix products, left to the BLAS): per-channel affine + GELU in place after the first product, then the 3x3
-// depthwise conv + bias + GELU in one pass.
-#include "hrvit/kernels/depthwise_mlp.h"
+// The element-wise and depthwise steps of HLG's conv blocks in token layout, between matrix products and
+// convolutions left to the BLAS and oneDNN: per-channel affine (an eval-mode BatchNorm) + GELU in place, the
+// same with a residual added first, and the depthwise MLP's 3x3 depthwise conv + bias + GELU in one pass.
+#include "hrvit/kernels/hlg_conv_blocks.h"
 
 #include "hrvit/depthwise_conv.h"
 #include "hrvit/fast_math.h"
@@ -17,6 +17,18 @@ void affine_gelu_inplace(index_t rows, index_t cols, float* data, const float* s
     for (; j + kLanes <= cols; j += kLanes)
       store(row + j, gelu(load<vecf>(row + j) * load<vecf>(scale + j) + load<vecf>(shift + j)));
     for (; j < cols; ++j) row[j] = gelu(row[j] * scale[j] + shift[j]);
+  });
+}
+
+void residual_affine_gelu_inplace(index_t rows, index_t cols, float* data, const float* residual,
+                                  const float* scale, const float* shift, int num_threads) {
+  parallel_for(rows, num_threads, [&](index_t i) {
+    float* __restrict__ row = data + i * cols;
+    const float* __restrict__ res = residual + i * cols;
+    index_t j = 0;
+    for (; j + kLanes <= cols; j += kLanes)
+      store(row + j, gelu(load<vecf>(res + j) + load<vecf>(row + j) * load<vecf>(scale + j) + load<vecf>(shift + j)));
+    for (; j < cols; ++j) row[j] = gelu(res[j] + row[j] * scale[j] + shift[j]);
   });
 }
 

@@ -1,0 +1,90 @@
+"""HLG's conv blocks on CPU in token layout: pointwise convolutions as matrix products (PyTorch's BLAS), full
+3x3 convolutions by oneDNN on channels-last maps, and the affines (BatchNorms), GELUs, residual and depthwise
+conv fused into passes over the tokens (hrvit_kernels._C). fp32 inside; other dtypes convert here. Outputs are
+NCHW in channels-last memory: the tokens themselves, so a caller that flattens them to tokens gets them without
+a copy."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hrvit_kernels import _ext
+from hrvit_kernels.ops import _alloc
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B*H*W, C) contiguous fp32 tokens of an NCHW map: a view of a channels-last map."""
+    return x.float().permute(0, 2, 3, 1).reshape(-1, x.shape[1]).contiguous()
+
+
+@torch.autocast("cpu", enabled=False)  # the products must be fp32: the kernels write fp32 into them
+def depthwise_mlp(x, weight1, bias1, scale1, shift1, weight_dw, bias_dw, scale2, shift2, weight2, bias2,
+                  stride: int) -> torch.Tensor:
+    B, C, H, W = x.shape
+    hidden, out_channels = weight1.shape[0], weight2.shape[0]
+    out_h, out_w = (H - 1) // stride + 1, (W - 1) // stride + 1
+    scale1, scale2 = scale1.float(), scale2.float()
+    # affine(x w^T + b) = (x w^T) * scale + (b * scale + shift); the same with the depthwise conv, whose
+    # weights are few enough to scale (the first product's would cost a pass over a large matrix).
+    shift1 = (bias1.float() * scale1 + shift1.float()).contiguous()
+    scale1 = scale1.contiguous()
+    taps = (weight_dw.float().reshape(hidden, 9) * scale2[:, None]).t().contiguous()  # tap-major (9, hidden)
+    b_dw = (bias_dw.float() * scale2 + shift2.float()).contiguous()
+
+    tokens = _tokens(x)
+    pre = torch.mm(tokens, weight1.float().t(), out=_alloc.scratch("depthwise_mlp", (B * H * W, hidden)))
+    ext, threads = _ext.ext(), torch.get_num_threads()
+    ext.affine_gelu_inplace(B * H * W, hidden, pre.data_ptr(), scale1.data_ptr(), shift1.data_ptr(), threads)
+    mid = _alloc.scratch("depthwise_mlp_mid", (B * out_h * out_w, hidden))
+    ext.depthwise_conv3_gelu_forward(B, H, W, hidden, stride, pre.data_ptr(), H * W * hidden, hidden,
+                                     taps.data_ptr(), b_dw.data_ptr(), mid.data_ptr(), threads)
+    out = torch.addmm(bias2.float(), mid, weight2.float().t())
+    return out.reshape(B, out_h, out_w, out_channels).permute(0, 3, 1, 2).to(x.dtype)
+
+
+@torch.autocast("cpu", enabled=False)
+def backward(reference, grad_out, *inputs) -> list[torch.Tensor]:
+    """Every tensor input's gradient: the vector-Jacobian product of ``reference(*inputs)`` in fp32 (the fused
+    forwards are for inference; gradients through them, for saliency maps or attacks, need only be right)."""
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    others = [t for t in inputs if not isinstance(t, torch.Tensor)]
+    _, vjp = torch.func.vjp(lambda *ts: reference(*ts, *others), *(t.float() for t in tensors))
+    return [g.to(t.dtype).contiguous() for g, t in zip(vjp(grad_out.float()), tensors)]
+
+
+@torch.autocast("cpu", enabled=False)
+def spatial_smoothing(x, weight1, bias1, scale1, shift1, weight2, bias2, scale2, shift2, weight3, bias3, scale3,
+                      shift3) -> torch.Tensor:
+    B, C, H, W = x.shape
+    mid = weight1.shape[0]
+    ext, threads = _ext.ext(), torch.get_num_threads()
+    tokens = _tokens(x)
+    # affine(t + b) = t * scale + (b * scale + shift): the biases join the shifts, the weights stay as they are.
+    shifts = [(b.float() * s.float() + t.float()).contiguous()
+              for b, s, t in ((bias1, scale1, shift1), (bias2, scale2, shift2), (bias3, scale3, shift3))]
+    scales = [s.float().contiguous() for s in (scale1, scale2, scale3)]
+    hidden = torch.mm(tokens, weight1.float().t(), out=_alloc.scratch("spatial_smoothing", (B * H * W, mid)))
+    ext.affine_gelu_inplace(B * H * W, mid, hidden.data_ptr(), scales[0].data_ptr(), shifts[0].data_ptr(), threads)
+    image = hidden.view(B, H, W, mid).permute(0, 3, 1, 2)  # channels-last: oneDNN's own layout
+    conv = F.conv2d(image, weight2.float(), padding=1).permute(0, 2, 3, 1).reshape(B * H * W, mid).contiguous()
+    ext.affine_gelu_inplace(B * H * W, mid, conv.data_ptr(), scales[1].data_ptr(), shifts[1].data_ptr(), threads)
+    out = torch.mm(conv, weight3.float().t())
+    ext.residual_affine_gelu_inplace(B * H * W, C, out.data_ptr(), tokens.data_ptr(), scales[2].data_ptr(),
+                                     shifts[2].data_ptr(), threads)
+    return out.view(B, H, W, C).permute(0, 3, 1, 2).to(x.dtype)
+
+
+@torch.autocast("cpu", enabled=False)
+def conv_affine_gelu(x, weight, bias, scale, shift, stride: int, padding: int, groups: int) -> torch.Tensor:
+    """oneDNN's convolution on channels-last memory (measured 1.3-1.5x faster than on NCHW for HLG's stem),
+    then affine + GELU in place on its tokens."""
+    scale = scale.float().contiguous()
+    shift = (shift.float() + (bias.float() * scale if bias is not None else 0)).contiguous()
+    image = x.float().contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(image, weight.float().contiguous(memory_format=torch.channels_last), None, stride, padding, 1,
+                   groups).contiguous(memory_format=torch.channels_last)
+    B, C, H, W = out.shape
+    tokens = out.permute(0, 2, 3, 1)  # a view: (B, H, W, C) contiguous
+    _ext.ext().affine_gelu_inplace(B * H * W, C, tokens.data_ptr(), scale.data_ptr(), shift.data_ptr(),
+                                   torch.get_num_threads())
+    return out.to(x.dtype)
