@@ -62,12 +62,12 @@ void residual_affine_gelu_inplace(index_t rows, index_t cols, uintptr_t data, ui
                                       ptr<const float>(scale), ptr<const float>(shift), threads);
 }
 
-void depthwise_conv3_gelu_forward(index_t batch, index_t height, index_t width, index_t channels, index_t stride,
-                                  uintptr_t x, index_t x_sb, index_t x_sn, uintptr_t wt, uintptr_t bias,
-                                  uintptr_t out, int threads) {
-  if (stride != 1 && stride != 2) throw std::invalid_argument("depthwise_conv3_gelu_forward: stride must be 1 or 2");
-  hrvit::depthwise_conv3_gelu_forward({batch, height, width, channels, stride}, ptr<const float>(x), x_sb, x_sn,
-                                      ptr<const float>(wt), ptr<const float>(bias), ptr<float>(out), threads);
+void depthwise_conv3_forward(index_t batch, index_t height, index_t width, index_t channels, index_t stride, bool gelu,
+                             uintptr_t x, index_t x_sb, index_t x_sn, uintptr_t wt, uintptr_t bias, uintptr_t out,
+                             int threads) {
+  if (stride != 1 && stride != 2) throw std::invalid_argument("depthwise_conv3_forward: stride must be 1 or 2");
+  hrvit::depthwise_conv3_forward({batch, height, width, channels, stride}, gelu, ptr<const float>(x), x_sb, x_sn,
+                                 ptr<const float>(wt), ptr<const float>(bias), ptr<float>(out), threads);
 }
 
 hrvit::StripeShape stripe_shape(index_t batch, index_t height, index_t width, index_t channels,
@@ -200,7 +200,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("mix_conv_gelu_backward", &mix_conv_gelu_backward, nogil);
   m.def("affine_gelu_inplace", &affine_gelu_inplace, nogil);
   m.def("residual_affine_gelu_inplace", &residual_affine_gelu_inplace, nogil);
-  m.def("depthwise_conv3_gelu_forward", &depthwise_conv3_gelu_forward, nogil);
+  m.def("depthwise_conv3_forward", &depthwise_conv3_forward, nogil);
   m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);

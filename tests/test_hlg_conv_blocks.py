@@ -123,7 +123,7 @@ def test_hlg_mlp_in_eval_equals_its_batchnorm_sequence(backend, stride):
     mlp = _module_with_statistics(6, 12, stride).eval()
     x = randn(2, 6, 11, 9)
     expected = mlp.fc3(F.gelu(mlp.norm2(mlp.fc2(F.gelu(mlp.norm1(mlp.fc1(x)))))))
-    with hk.use_backend(backend):
+    with hk.use_backend(backend), torch.no_grad():
         torch.testing.assert_close(mlp(x), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -241,9 +241,33 @@ def test_hlg_conv_modules_equal_their_batchnorm_sequences(backend, mode):
     smoothing, stem, down = (_with_statistics(m).train(mode == "train") for m in
                              (SpatialSmoothing(16), ConvBNGELU(3, 8, 2), _DownProj(8, 16)))
     x = randn(2, 16, 9, 7)
-    with hk.use_backend(backend):
+    with hk.use_backend(backend), torch.set_grad_enabled(mode == "train"):
         torch.testing.assert_close(smoothing.residual_gelu(x), F.gelu(x + smoothing[0](x)), rtol=1e-5, atol=1e-5)
         image = randn(2, 3, 11, 10)
         torch.testing.assert_close(stem(image), stem[2](stem[1](stem[0](image))), rtol=1e-5, atol=1e-5)
         maps = randn(2, 8, 9, 7)
         torch.testing.assert_close(down(maps), F.gelu(down.proj(maps)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", CPP)
+def test_ops_serve_inference_only(backend, monkeypatch):
+    """In eval mode the modules call the ops when no gradient is recorded, and PyTorch's sequence (whose backward
+    reuses its saved activations) when one is, as in training with frozen BatchNorms."""
+    import hrvit_kernels.models.hlg as hlg_model
+    import hrvit_kernels.modules.hlg as hlg_modules
+    calls = []
+    for module, name in ((hlg_model, "depthwise_mlp"), (hlg_modules, "spatial_smoothing"),
+                         (hlg_modules, "conv_affine_gelu")):
+        op = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _op=op, _name=name, **kwargs: calls.append(_name)
+                            or _op(*args, **kwargs))
+    model = HLGClassifier(hlg_model.VARIANTS["tiny"]).eval()
+    x = randn(1, 3, 32, 32)
+    with hk.use_backend(backend):
+        with torch.no_grad():
+            inferred = model(x)
+        assert sorted(set(calls)) == ["conv_affine_gelu", "depthwise_mlp", "spatial_smoothing"]
+        calls.clear()
+        recorded = model(x)
+        assert calls == []
+    torch.testing.assert_close(inferred, recorded.detach(), rtol=1e-4, atol=1e-4)

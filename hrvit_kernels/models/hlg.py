@@ -26,8 +26,8 @@ from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_l
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DropPath
 from hrvit_kernels.modules.hlg import (HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing, conv_bn_gelu,
-                                      eval_affine)
-from hrvit_kernels.ops import depthwise_mlp, hlg_global_attention, hlg_local_attention
+                                      eval_affine, fused_inference)
+from hrvit_kernels.ops import depthwise_conv3x3, depthwise_mlp, hlg_global_attention, hlg_local_attention
 from hrvit_kernels.ops.hlg_attention.reference import partition, real_tokens
 
 LN_EPS = 1e-6
@@ -78,7 +78,7 @@ class _DepthwiseMLP(nn.Module):
         self.fc3 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm1.training or self.norm2.training:  # BatchNorm on the batch's statistics
+        if not fused_inference(self.norm1, self.norm2):
             x = F.gelu(self.norm1(self.fc1(x)))
             return self.fc3(F.gelu(self.norm2(self.fc2(x))))
         return depthwise_mlp(x, self.fc1.weight.flatten(1), self.fc1.bias, *eval_affine(self.norm1),
@@ -138,10 +138,15 @@ class _Block(nn.Module):
         local = hlg_local_attention(q, v, hw, self.dilated, self.pos_local.window_bias())
         smoothed = smoothed + local
         window_tokens = self.h0_norm(_window_means(smoothed, hw, self.dilated))
-        query = q + _tokens(self.aux_q(_map(self.norm1(local), hw)))
+        query = q + _tokens(self._aux_q(_map(self.norm1(local), hw)))
         out = hlg_global_attention(query, self.k(window_tokens), self.v(window_tokens), hw,
                                    self.pos_global.table(hw))
         return _map(smoothed + self.drop_path(self.global_attn(out)), hw)
+
+    def _aux_q(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # PyTorch's conv, whose backward needs no recomputation
+            return self.aux_q(x)
+        return depthwise_conv3x3(x, self.aux_q.weight, self.aux_q.bias)
 
     def _last_stage(self, t: torch.Tensor, hw) -> torch.Tensor:
         out = hlg_global_attention(self.q(t), self.k(t), self.v(t), hw, self.pos_global.table(hw))

@@ -21,9 +21,16 @@ def eval_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, norm.bias - norm.running_mean * scale
 
 
+def fused_inference(*norms: nn.BatchNorm2d) -> bool:
+    """Whether HLG's conv blocks run as one op: in eval mode (BatchNorms as fixed affines) with no gradient
+    recorded. Training, and eval-mode training of frozen BatchNorms, keep PyTorch's sequence, whose backward
+    reuses its saved activations (the ops' backward recomputes the forward)."""
+    return not torch.is_grad_enabled() and not any(norm.training for norm in norms)
+
+
 def conv_bn_gelu(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """GELU(norm(conv(x))): one op in eval mode."""
-    if norm.training:  # BatchNorm on the batch's statistics
+    """GELU(norm(conv(x))): one op for inference."""
+    if not fused_inference(norm):
         return F.gelu(norm(conv(x)))
     return conv_affine_gelu(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
                             conv.groups)
@@ -43,7 +50,7 @@ class ConvBNGELU(nn.Sequential):
 class SpatialSmoothing(nn.Sequential):
     """The spatial-smoothing bottleneck R: 1x1 C -> C/4, BN, GELU, 3x3, BN, GELU, 1x1 C/4 -> C, BN (wrapped
     in a one-element Sequential, as the release's keys ``spatial_smooth.0.*`` say). ``residual_gelu(x)`` is
-    GELU(x + R(x)), the map that replaces the residual stream: one op in eval mode."""
+    GELU(x + R(x)), the map that replaces the residual stream: one op for inference."""
 
     def __init__(self, channels: int):
         mid = channels // 4
@@ -54,7 +61,7 @@ class SpatialSmoothing(nn.Sequential):
 
     def residual_gelu(self, x: torch.Tensor) -> torch.Tensor:
         conv1, norm1, _, conv2, norm2, _, conv3, norm3 = self[0]
-        if norm1.training or norm2.training or norm3.training:  # BatchNorm on the batch's statistics
+        if not fused_inference(norm1, norm2, norm3):
             return F.gelu(x + self(x))
         return spatial_smoothing(x, conv1.weight.flatten(1), conv1.bias, *eval_affine(norm1), conv2.weight,
                                  conv2.bias, *eval_affine(norm2), conv3.weight.flatten(1), conv3.bias,

@@ -47,3 +47,13 @@ def token_arg(t: torch.Tensor) -> tuple[int, int, int, bool]:
     """(address, batch stride, token stride, is bf16) of a (B, N, C) fp32 or bf16 tensor with unit channel
     stride."""
     return t.data_ptr(), t.stride(0), t.stride(1), t.dtype == torch.bfloat16
+
+
+@torch.autocast("cpu", enabled=False)
+def backward_by_reference(reference, grad_out, *inputs) -> list[torch.Tensor]:
+    """Every tensor input's gradient: the vector-Jacobian product of ``reference(*inputs)`` in fp32 (the fused
+    forwards are for inference; gradients through them, for saliency maps or attacks, need only be right)."""
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    others = [t for t in inputs if not isinstance(t, torch.Tensor)]
+    _, vjp = torch.func.vjp(lambda *ts: reference(*ts, *others), *(t.float() for t in tensors))
+    return [g.to(t.dtype).contiguous() for g, t in zip(vjp(grad_out.float()), tensors)]

@@ -22,7 +22,7 @@ from torch import nn
 
 from hrvit_kernels.models.heads._release_keywords import check_release_keywords
 from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing
-from hrvit_kernels.ops import hlg_global_attention
+from hrvit_kernels.ops import gelu_mlp, hlg_global_attention, resize_sum
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 
 LN_EPS = 1e-5
@@ -72,6 +72,13 @@ class _DecodeLayer(nn.Module):
         self.mlp.fc2 = nn.Linear(4 * channels, channels)
         self.spatial_smooth = SpatialSmoothing(channels)
 
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """fc1, GELU, fc2: one op for inference (with gradients recorded, PyTorch's layers, whose backward
+        reuses their saved activations)."""
+        if torch.is_grad_enabled():
+            return self.mlp(x)
+        return gelu_mlp(x, self.mlp.fc1.weight, self.mlp.fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         step = self.interval if self.dilated else WINDOW
@@ -95,7 +102,7 @@ class _DecodeLayer(nn.Module):
             y = groups.permute(0, 1, 3, 2, 4, 5)
         y = y.reshape(B, hp, wp, C)[:, :H, :W].reshape(B, H * W, C)
         y = y + self.attn.global_(self.norm1(y), window_tokens, (H, W), cells)
-        y = y + self.mlp(self.norm2(y))
+        y = y + self._mlp(self.norm2(y))
         return y.transpose(1, 2).reshape(B, C, H, W)
 
 
@@ -117,13 +124,12 @@ class HLGUPHead(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         maps = [features[i] for i in self.in_index]
         size = maps[0].shape[-2:]
-        x = torch.cat([m if m.shape[-2:] == size else F.interpolate(m, size, mode="bilinear", align_corners=False)
-                       for m in maps], 1)
+        x = torch.cat([m if m.shape[-2:] == size else resize_sum([m], size) for m in maps], 1)
         x = F.relu(self.syncbn_fc_0(self.conv_0(x)))
         for layer in self.decode_transformer:
             x = layer(x)
         x = self.conv_seg(self.dropout(x))
-        return F.interpolate(x, (4 * size[0], 4 * size[1]), mode="bilinear", align_corners=False)
+        return resize_sum([x], (4 * size[0], 4 * size[1]))  # bilinear, half-pixel centres
 
 
 class FCNHead(nn.Module):

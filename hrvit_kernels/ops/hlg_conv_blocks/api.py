@@ -4,11 +4,12 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch
-from hrvit_kernels.ops.hlg_conv_blocks.checks import (CONV_OP, OP, SMOOTHING_OP, check_conv_inputs, check_inputs,
-                                                     check_smoothing_inputs)
-from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_mlp_reference,
-                                                        spatial_smoothing_reference)
-from hrvit_kernels.ops.hlg_conv_blocks.registration import conv_affine_gelu_cpp, depthwise_mlp_cpp, spatial_smoothing_cpp
+from hrvit_kernels.ops.hlg_conv_blocks.checks import (CONV_OP, DEPTHWISE_OP, OP, SMOOTHING_OP, check_conv_inputs,
+                                                     check_depthwise_inputs, check_inputs, check_smoothing_inputs)
+from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_conv3x3_reference,
+                                                        depthwise_mlp_reference, spatial_smoothing_reference)
+from hrvit_kernels.ops.hlg_conv_blocks.registration import (conv_affine_gelu_cpp, depthwise_conv3x3_cpp, depthwise_mlp_cpp,
+                                                           spatial_smoothing_cpp)
 
 AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
 
@@ -79,3 +80,16 @@ def conv_affine_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     if backend == "reference":
         return conv_affine_gelu_reference(*tensors, stride, padding, groups)
     return conv_affine_gelu_cpp(*tensors, stride, padding, groups)
+
+
+@_checks.quiet_checks
+def depthwise_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding=1, groups=C)`` on an NCHW map x (B, C, H, W), weight (C, 1, 3, 3):
+    HLG's ``aux_q``. Backends: "cpp" (one pass over the tokens; returned in channels-last memory) and
+    "reference"; "auto" takes C++ on CPU and the reference elsewhere."""
+    tensors = _autocast.lower_precision(x, weight, bias)
+    check_depthwise_inputs(*tensors)
+    backend = _dispatch.choose_backend(DEPTHWISE_OP, backend, tensors, AVAILABLE)
+    if backend == "reference":
+        return depthwise_conv3x3_reference(*tensors)
+    return depthwise_conv3x3_cpp(*tensors)

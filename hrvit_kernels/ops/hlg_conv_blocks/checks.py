@@ -8,6 +8,7 @@ from hrvit_kernels.ops import _checks
 OP = "depthwise_mlp"
 SMOOTHING_OP = "spatial_smoothing"
 CONV_OP = "conv_affine_gelu"
+DEPTHWISE_OP = "depthwise_conv3x3"
 
 
 def check_inputs(x, weight1, bias1, scale1, shift1, weight_dw, bias_dw, scale2, shift2, weight2, bias2, stride,
@@ -83,3 +84,13 @@ def check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, op
         raise ValueError(f"{op}: argument 'x' of size {tuple(x.shape[2:])} is smaller than the {k}x{k} kernel "
                          f"with padding {padding}")
     return out_h, out_w
+
+
+def check_depthwise_inputs(x, weight, bias, op: str = DEPTHWISE_OP) -> None:
+    _checks.check_tensor(op, "x", x, 4)
+    C = x.shape[1]
+    _checks.check_tensor(op, "weight", weight, 4)
+    _checks.check_shape(op, "weight", weight, (C, 1, 3, 3), f"depthwise 3x3 over x's {C} channels")
+    _checks.check_tensor(op, "bias", bias, 1)
+    _checks.check_shape(op, "bias", bias, (C,))
+    _checks.check_same(op, [("x", x), ("weight", weight), ("bias", bias)])

@@ -36,20 +36,10 @@ def depthwise_mlp(x, weight1, bias1, scale1, shift1, weight_dw, bias_dw, scale2,
     ext, threads = _ext.ext(), torch.get_num_threads()
     ext.affine_gelu_inplace(B * H * W, hidden, pre.data_ptr(), scale1.data_ptr(), shift1.data_ptr(), threads)
     mid = _alloc.scratch("depthwise_mlp_mid", (B * out_h * out_w, hidden))
-    ext.depthwise_conv3_gelu_forward(B, H, W, hidden, stride, pre.data_ptr(), H * W * hidden, hidden,
+    ext.depthwise_conv3_forward(B, H, W, hidden, stride, True, pre.data_ptr(), H * W * hidden, hidden,
                                      taps.data_ptr(), b_dw.data_ptr(), mid.data_ptr(), threads)
     out = torch.addmm(bias2.float(), mid, weight2.float().t())
     return out.reshape(B, out_h, out_w, out_channels).permute(0, 3, 1, 2).to(x.dtype)
-
-
-@torch.autocast("cpu", enabled=False)
-def backward(reference, grad_out, *inputs) -> list[torch.Tensor]:
-    """Every tensor input's gradient: the vector-Jacobian product of ``reference(*inputs)`` in fp32 (the fused
-    forwards are for inference; gradients through them, for saliency maps or attacks, need only be right)."""
-    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
-    others = [t for t in inputs if not isinstance(t, torch.Tensor)]
-    _, vjp = torch.func.vjp(lambda *ts: reference(*ts, *others), *(t.float() for t in tensors))
-    return [g.to(t.dtype).contiguous() for g, t in zip(vjp(grad_out.float()), tensors)]
 
 
 @torch.autocast("cpu", enabled=False)
@@ -88,3 +78,15 @@ def conv_affine_gelu(x, weight, bias, scale, shift, stride: int, padding: int, g
     _ext.ext().affine_gelu_inplace(B * H * W, C, tokens.data_ptr(), scale.data_ptr(), shift.data_ptr(),
                                    torch.get_num_threads())
     return out.to(x.dtype)
+
+
+@torch.autocast("cpu", enabled=False)
+def depthwise_conv(x, weight, bias) -> torch.Tensor:
+    B, C, H, W = x.shape
+    tokens = _tokens(x)
+    taps = weight.float().reshape(C, 9).t().contiguous()
+    b = bias.float().contiguous()
+    out = _alloc.empty((B * H * W, C))
+    _ext.ext().depthwise_conv3_forward(B, H, W, C, 1, False, tokens.data_ptr(), H * W * C, C, taps.data_ptr(),
+                                       b.data_ptr(), out.data_ptr(), torch.get_num_threads())
+    return out.view(B, H, W, C).permute(0, 3, 1, 2).to(x.dtype)

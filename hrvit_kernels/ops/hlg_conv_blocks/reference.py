@@ -3,6 +3,7 @@ affine (scale and shift): the oracle and the fallback.
 
 - depthwise MLP: 1x1 conv, affine, exact GELU, 3x3 depthwise conv (zero padding 1, stride 1 or 2), affine,
   exact GELU, 1x1 conv.
+- depthwise 3x3 conv (zero padding 1, bias): the query's local term (``aux_q``).
 - conv + affine + GELU (the stem's layers and a stage's down-projection): any conv2d, affine, exact GELU.
 - spatial smoothing: GELU(x + R(x)) with the bottleneck R = 1x1 conv, affine, GELU, 3x3 conv (zero padding 1),
   affine, GELU, 1x1 conv, affine.
@@ -37,3 +38,7 @@ def spatial_smoothing_reference(x, weight1, bias1, scale1, shift1, weight2, bias
 
 def conv_affine_gelu_reference(x, weight, bias, scale, shift, stride: int, padding: int, groups: int):
     return F.gelu(affine(F.conv2d(x, weight, bias, stride, padding, 1, groups), scale, shift))
+
+
+def depthwise_conv3x3_reference(x, weight, bias):
+    return F.conv2d(x, weight, bias, padding=1, groups=x.shape[1])

@@ -1,19 +1,23 @@
 """torch.library custom ops of HLG's conv blocks on CPU (``hrvit::depthwise_mlp_cpp``,
-``hrvit::spatial_smoothing_cpp``, ``hrvit::conv_affine_gelu_cpp``, each with a ``_bwd`` op): fake functions, autograd and multiply-add counts, so
+``hrvit::spatial_smoothing_cpp``, ``hrvit::conv_affine_gelu_cpp``, ``hrvit::depthwise_conv3x3_cpp``, each with a
+``_bwd`` op): fake functions, autograd and multiply-add counts, so
 that autograd, torch.compile(fullgraph=True), opcheck and FlopCounterMode work. The backward ops are the
-reference's vector-Jacobian products (cpu.backward): the fused forwards are for inference."""
+reference's vector-Jacobian products (_cpu_common.backward_by_reference): the fused forwards are for inference."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from hrvit_kernels.flops import register_op_macs
-from hrvit_kernels.ops import _checks
+from hrvit_kernels.ops import _checks, _cpu_common
 from hrvit_kernels.ops.hlg_conv_blocks import checks, cpu
-from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_mlp_reference,
-                                                        spatial_smoothing_reference)
+from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_conv3x3_reference,
+                                                        depthwise_mlp_reference, spatial_smoothing_reference)
 
-MLP_OP, SMOOTHING_OP, CONV_OP = "hrvit::depthwise_mlp_cpp", "hrvit::spatial_smoothing_cpp", "hrvit::conv_affine_gelu_cpp"
+MLP_OP, SMOOTHING_OP = "hrvit::depthwise_mlp_cpp", "hrvit::spatial_smoothing_cpp"
+CONV_OP, DEPTHWISE_OP = "hrvit::conv_affine_gelu_cpp", "hrvit::depthwise_conv3x3_cpp"
 AFFINE_MACS_PER_ELEMENT = 2  # fvcore's charge for an eval-mode BatchNorm (see hrvit_kernels.flops)
 
 
@@ -64,7 +68,7 @@ def depthwise_mlp_cpp_bwd(grad_out: Tensor, x: Tensor, weight1: Tensor, bias1: T
     inputs = (x, weight1, bias1, scale1, shift1, weight_dw, bias_dw, scale2, shift2, weight2, bias2, stride)
     out_h, out_w = checks.check_inputs(*inputs, MLP_OP + "_bwd")
     _check_grad(MLP_OP + "_bwd", grad_out, (x.shape[0], weight2.shape[0], out_h, out_w))
-    return cpu.backward(depthwise_mlp_reference, grad_out, *inputs)
+    return _cpu_common.backward_by_reference(depthwise_mlp_reference, grad_out, *inputs)
 
 
 @depthwise_mlp_cpp_bwd.register_fake
@@ -95,7 +99,7 @@ def spatial_smoothing_cpp_bwd(grad_out: Tensor, x: Tensor, weight1: Tensor, bias
     inputs = (x, weight1, bias1, scale1, shift1, weight2, bias2, scale2, shift2, weight3, bias3, scale3, shift3)
     checks.check_smoothing_inputs(*inputs, op=SMOOTHING_OP + "_bwd")
     _check_grad(SMOOTHING_OP + "_bwd", grad_out, x.shape)
-    return cpu.backward(spatial_smoothing_reference, grad_out, *inputs)
+    return _cpu_common.backward_by_reference(spatial_smoothing_reference, grad_out, *inputs)
 
 
 @spatial_smoothing_cpp_bwd.register_fake
@@ -124,7 +128,7 @@ def conv_affine_gelu_cpp_bwd(grad_out: Tensor, x: Tensor, weight: Tensor, bias: 
     inputs = (x, weight, bias, scale, shift, stride, padding, groups)
     out_h, out_w = checks.check_conv_inputs(*inputs, CONV_OP + "_bwd")
     _check_grad(CONV_OP + "_bwd", grad_out, (x.shape[0], weight.shape[0], out_h, out_w))
-    return cpu.backward(conv_affine_gelu_reference, grad_out, *inputs)
+    return _cpu_common.backward_by_reference(conv_affine_gelu_reference, grad_out, *inputs)
 
 
 @conv_affine_gelu_cpp_bwd.register_fake
@@ -132,7 +136,33 @@ def _(grad_out, *inputs):
     return [t.new_empty(t.shape) for t in inputs[:-3]]
 
 
+@torch.library.custom_op(DEPTHWISE_OP, mutates_args=())
+def depthwise_conv3x3_cpp(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    checks.check_depthwise_inputs(x, weight, bias, DEPTHWISE_OP)
+    _checks.check_kernel_device(DEPTHWISE_OP, "cpp", "x", x)
+    return cpu.depthwise_conv(x, weight, bias)
+
+
+@depthwise_conv3x3_cpp.register_fake
+def _(x, weight, bias):
+    checks.check_depthwise_inputs(x, weight, bias, DEPTHWISE_OP)
+    return _channels_last(x, *x.shape[1:])
+
+
+@torch.library.custom_op(DEPTHWISE_OP + "_bwd", mutates_args=())
+def depthwise_conv3x3_cpp_bwd(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Tensor) -> list[Tensor]:
+    checks.check_depthwise_inputs(x, weight, bias, DEPTHWISE_OP + "_bwd")
+    _check_grad(DEPTHWISE_OP + "_bwd", grad_out, x.shape)
+    return _cpu_common.backward_by_reference(depthwise_conv3x3_reference, grad_out, x, weight, bias)
+
+
+@depthwise_conv3x3_cpp_bwd.register_fake
+def _(grad_out, *inputs):
+    return [t.new_empty(t.shape) for t in inputs]
+
+
 _register_autograd(depthwise_mlp_cpp, depthwise_mlp_cpp_bwd)
+_register_autograd(depthwise_conv3x3_cpp, depthwise_conv3x3_cpp_bwd)
 _register_autograd(conv_affine_gelu_cpp, conv_affine_gelu_cpp_bwd)
 _register_autograd(spatial_smoothing_cpp, spatial_smoothing_cpp_bwd)
 
@@ -161,6 +191,11 @@ def conv_affine_gelu_macs(x, weight, stride, padding, **_) -> int:
     return pixels * out_channels * (per_group * k * k + AFFINE_MACS_PER_ELEMENT)
 
 
+def depthwise_conv3x3_macs(x, **_) -> int:
+    """Nine taps per output (without bias, as fvcore counts)."""
+    return 9 * math.prod(x)
+
+
 def _three_forwards(macs):
     # The backward recomputes the forward, then input and weight gradients: three forwards' worth.
     return lambda **arguments: 3 * macs(**arguments)
@@ -172,3 +207,5 @@ register_op_macs(torch.ops.hrvit.spatial_smoothing_cpp, spatial_smoothing_macs,
                  torch.ops.hrvit.spatial_smoothing_cpp_bwd, _three_forwards(spatial_smoothing_macs))
 register_op_macs(torch.ops.hrvit.conv_affine_gelu_cpp, conv_affine_gelu_macs,
                  torch.ops.hrvit.conv_affine_gelu_cpp_bwd, _three_forwards(conv_affine_gelu_macs))
+register_op_macs(torch.ops.hrvit.depthwise_conv3x3_cpp, depthwise_conv3x3_macs,
+                 torch.ops.hrvit.depthwise_conv3x3_cpp_bwd, _three_forwards(depthwise_conv3x3_macs))
