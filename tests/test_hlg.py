@@ -164,8 +164,8 @@ def test_padded_windows_ignore_the_padding():
 
 @pytest.mark.parametrize("name,size", [("hlg_small", (75, 61)), ("setr_hlg_small", (64, 83))])
 def test_kernels_are_as_accurate_as_the_reference_forward_and_backward(name, size):
-    """Output and every parameter's gradient of the default backend against float64, within 4x the float32
-    reference's own error (a deep network's sums in other orders; perturbed weights, so no identity hides)."""
+    """Output and every parameter's gradient of the default backend, and its output for inference (no gradient
+    recorded: HLG's conv-block and MLP ops), against float64, within 4x the float32 reference's own error (a deep network's sums in other orders; perturbed weights, so no identity hides)."""
     model = hk.create_model(name, **({"num_classes": 10} if name.startswith("setr") else {}))
     torch.manual_seed(3)
     with torch.no_grad():
@@ -187,6 +187,10 @@ def test_kernels_are_as_accurate_as_the_reference_forward_and_backward(name, siz
         len(exact) - 1)
     for i, (a, r, e) in enumerate(zip(results["auto", torch.float32], results["reference", torch.float32], exact)):
         assert_as_accurate_as_reference(a, r, e, f"{name} result {i}", 4.0, floors[i])
+    with torch.no_grad(), on_backend(model, "auto"):  # inference: the conv-block and MLP ops run too
+        inferred = model(x)
+    assert_as_accurate_as_reference(inferred, results["reference", torch.float32][0], exact[0], f"{name} inference",
+                                    4.0, floors[0])
 
 
 def test_timm_interface():

@@ -1,5 +1,5 @@
-"""HLG's conv blocks in eval mode (depthwise_mlp, spatial_smoothing, conv_affine_gelu) on the C++ backend against
-the reference: forward and every gradient, fp32 / fp16 / bf16, strides 1 and 2 at odd sizes, channel counts that
+"""HLG's inference ops (depthwise_mlp, spatial_smoothing, conv_affine_gelu, depthwise_conv3x3, gelu_mlp) on the
+C++ backend against the reference: forward and every gradient, fp32 / fp16 / bf16, strides 1 and 2 at odd sizes, channel counts that
 leave vector remainders, NCHW and channels-last inputs, bad input, opcheck and torch.compile; and HLG's modules
 against their BatchNorm sequences in eval and training mode."""
 import pytest
@@ -256,8 +256,8 @@ def test_ops_serve_inference_only(backend, monkeypatch):
     import hrvit_kernels.models.hlg as hlg_model
     import hrvit_kernels.modules.hlg as hlg_modules
     calls = []
-    for module, name in ((hlg_model, "depthwise_mlp"), (hlg_modules, "spatial_smoothing"),
-                         (hlg_modules, "conv_affine_gelu")):
+    for module, name in ((hlg_model, "depthwise_mlp"), (hlg_model, "depthwise_conv3x3"),
+                         (hlg_modules, "spatial_smoothing"), (hlg_modules, "conv_affine_gelu")):
         op = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, _op=op, _name=name, **kwargs: calls.append(_name)
                             or _op(*args, **kwargs))
@@ -266,8 +266,64 @@ def test_ops_serve_inference_only(backend, monkeypatch):
     with hk.use_backend(backend):
         with torch.no_grad():
             inferred = model(x)
-        assert sorted(set(calls)) == ["conv_affine_gelu", "depthwise_mlp", "spatial_smoothing"]
+        assert sorted(set(calls)) == ["conv_affine_gelu", "depthwise_conv3x3", "depthwise_mlp", "spatial_smoothing"]
         calls.clear()
         recorded = model(x)
         assert calls == []
     torch.testing.assert_close(inferred, recorded.detach(), rtol=1e-4, atol=1e-4)
+
+
+# (B, C, H, W): aux_q's maps, odd sizes, channel remainders, a 1 x 1 map.
+DEPTHWISE_CASES = [(1, 5, 7, 9), (2, 40, 6, 11), (1, 96, 13, 12), (1, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("backend,dtype", with_dtypes(CPP))
+@pytest.mark.parametrize("B,C,H,W", DEPTHWISE_CASES)
+def test_depthwise_conv3x3_matches_reference(backend, dtype, B, C, H, W):
+    inputs = [randn(B, C, H, W, dtype=dtype, requires_grad=True),
+              randn(C, 1, 3, 3, dtype=dtype, requires_grad=True, scale=1 / 3), randn(C, dtype=dtype, requires_grad=True)]
+    depthwise = lambda impl: lambda *args: hk.depthwise_conv3x3(*args, backend=impl)  # noqa: E731
+    compare_with_reference(depthwise(backend), depthwise("reference"), inputs, dtype, backend)
+
+
+# (leading shape, C, hidden, out_features): tokens (B, N, C), a flat batch, vector remainders.
+GELU_MLP_CASES = [((2, 37), 24, 50, 7), ((5,), 16, 64, 16), ((1, 3, 4), 9, 13, 5)]
+
+
+@pytest.mark.parametrize("backend,dtype", with_dtypes(CPP))
+@pytest.mark.parametrize("leading,C,hidden,out_features", GELU_MLP_CASES)
+def test_gelu_mlp_matches_reference(backend, dtype, leading, C, hidden, out_features):
+    inputs = [randn(*leading, C, dtype=dtype, requires_grad=True),
+              randn(hidden, C, dtype=dtype, requires_grad=True, scale=C ** -0.5),
+              randn(hidden, dtype=dtype, requires_grad=True),
+              randn(out_features, hidden, dtype=dtype, requires_grad=True, scale=hidden ** -0.5),
+              randn(out_features, dtype=dtype, requires_grad=True)]
+    mlp = lambda impl: lambda *args: hk.gelu_mlp(*args, backend=impl)  # noqa: E731
+    compare_with_reference(mlp(backend), mlp("reference"), inputs, dtype, backend)
+
+
+@pytest.mark.parametrize("backend", ["reference", *CPP])
+def test_depthwise_conv3x3_and_gelu_mlp_bad_input_is_named(backend):
+    x, w, b = randn(1, 4, 5, 5), randn(4, 1, 3, 3), randn(4)
+    with pytest.raises(ValueError, match="'weight'"):
+        hk.depthwise_conv3x3(x, randn(4, 1, 5, 5), b, backend=backend)
+    with pytest.raises(ValueError, match="'bias'"):
+        hk.depthwise_conv3x3(x, w, randn(3), backend=backend)
+    tokens = randn(2, 6, 8)
+    with pytest.raises(ValueError, match="'weight1'"):
+        hk.gelu_mlp(tokens, randn(16, 7), randn(16), randn(8, 16), randn(8), backend=backend)
+    with pytest.raises(ValueError, match="'weight2'"):
+        hk.gelu_mlp(tokens, randn(16, 8), randn(16), randn(8, 15), randn(8), backend=backend)
+    with pytest.raises(ValueError, match="'bias2'"):
+        hk.gelu_mlp(tokens, randn(16, 8), randn(16), randn(8, 16), randn(9), backend=backend)
+
+
+@pytest.mark.parametrize("backend", CPP)
+def test_depthwise_conv3x3_and_gelu_mlp_opcheck_and_fullgraph_compile(backend):
+    inputs = [randn(1, 6, 5, 4, requires_grad=True), randn(6, 1, 3, 3, requires_grad=True), randn(6, requires_grad=True)]
+    torch.library.opcheck(torch.ops.hrvit.depthwise_conv3x3_cpp.default, tuple(inputs))
+    assert_compiled_matches_eager(lambda *args: hk.depthwise_conv3x3(*args, backend=backend), inputs)
+    inputs = [randn(2, 5, 8, requires_grad=True), randn(12, 8, requires_grad=True), randn(12, requires_grad=True),
+              randn(4, 12, requires_grad=True), randn(4, requires_grad=True)]
+    torch.library.opcheck(torch.ops.hrvit.gelu_mlp_cpp.default, tuple(inputs))
+    assert_compiled_matches_eager(lambda *args: hk.gelu_mlp(*args, backend=backend), inputs)
