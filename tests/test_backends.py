@@ -106,8 +106,10 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     per_channel = lambda n: [randn(n, requires_grad=True) for _ in range(3)]  # noqa: E731  bias, scale, shift
     mlp_params = [randn(256, 64, requires_grad=True), *per_channel(256), randn(256, 1, 3, 3, requires_grad=True),
                   *per_channel(256), randn(64, 256, requires_grad=True), randn(64, requires_grad=True)]
-    smoothing_params = [randn(16, 64, requires_grad=True), *per_channel(16), randn(16, 16, 3, 3, requires_grad=True),
-                        *per_channel(16), randn(64, 16, requires_grad=True), *per_channel(64)]
+    # A larger map: the residual pass is one of the fastest kernels, and must last long enough to see a tick.
+    smoothing_image = randn(1, 128, 192, 192, requires_grad=True)
+    smoothing_params = [randn(32, 128, requires_grad=True), *per_channel(32), randn(32, 32, 3, 3, requires_grad=True),
+                        *per_channel(32), randn(128, 32, requires_grad=True), *per_channel(128)]
     runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
             lambda: hk.hlg_local_attention(q, v, (128, 128), True, bias, backend="cpp"),
             lambda: hk.hlg_global_attention(q, window_tokens, window_tokens, (128, 128), table, backend="cpp"),
@@ -115,7 +117,7 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
             lambda: hk.attention_to_mask(*atm_inputs, 16, backend="cpp")[0],
             lambda: hk.resize_sum([logits], (512, 512), backend="cpp"),
             lambda: hk.depthwise_mlp(image, *mlp_params, stride=2, backend="cpp"),
-            lambda: hk.spatial_smoothing(image, *smoothing_params, backend="cpp")]
+            lambda: hk.spatial_smoothing(smoothing_image, *smoothing_params, backend="cpp")]
     errors, done = [], threading.Event()
 
     def worker():
