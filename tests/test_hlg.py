@@ -248,3 +248,14 @@ def test_position_bias_is_kept_only_while_valid():
         recorded = bias.table((5, 4))
     assert recorded.grad_fn is not None  # with gradients recorded, computed afresh
     torch.testing.assert_close(recorded.detach(), changed)
+
+
+@pytest.mark.slow
+def test_inference_compiles_fullgraph_and_equals_eager():
+    """torch.compile(fullgraph=True) of an HLG classifier for inference: the conv-block ops, the attentions and
+    the position biases (computed, not kept, while compiling) trace without a graph break."""
+    model = _perturbed(hk.create_model("hlg_tiny"))
+    x = randn(1, 3, 64, 72)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        assert_close_within(compiled(x), model(x), BLOCK_TOL, "compiled hlg_tiny")
