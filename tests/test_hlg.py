@@ -259,3 +259,15 @@ def test_inference_compiles_fullgraph_and_equals_eager():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         assert_close_within(compiled(x), model(x), BLOCK_TOL, "compiled hlg_tiny")
+
+
+def test_segmentor_inference_ops_declare_the_layers_multiply_adds():
+    """setr_hlg_small's multiply-adds are the same whichever backend runs (the inference ops declare what the
+    layers they replace count, BatchNorms and resizes included)."""
+    model = hk.create_model("setr_hlg_small").eval()
+    x = randn(1, 3, 96, 128)
+    counts = []
+    for backend in ("reference", "cpp" if hk.HAS_EXT else "reference"):
+        with on_backend(model, backend):
+            counts.append(count_macs(model, x).total)
+    assert counts[0] == counts[1]
