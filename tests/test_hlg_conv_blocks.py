@@ -327,3 +327,17 @@ def test_depthwise_conv3x3_and_gelu_mlp_opcheck_and_fullgraph_compile(backend):
               randn(4, 12, requires_grad=True), randn(4, requires_grad=True)]
     torch.library.opcheck(torch.ops.hrvit.gelu_mlp_cpp.default, tuple(inputs))
     assert_compiled_matches_eager(lambda *args: hk.gelu_mlp(*args, backend=backend), inputs)
+
+
+def test_inference_mode_and_no_grad_calls_alternate():
+    """Kept buffers and position biases made under torch.inference_mode serve later no-grad calls (an
+    inference tensor may not be written outside inference mode) and the other way round."""
+    model = HLGClassifier(hk.models.hlg.VARIANTS["tiny"], num_classes=10).eval()
+    x = randn(1, 3, 48, 40)
+    with torch.inference_mode():
+        first = model(x)
+    with torch.no_grad():
+        second = model(x)
+    with torch.inference_mode():
+        third = model(x)
+    assert torch.equal(first, second) and torch.equal(first, third)

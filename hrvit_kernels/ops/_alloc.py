@@ -1,5 +1,6 @@
-"""Output allocation for kernels. With HRVIT_KERNELS_POISON=1 (set by the tests) outputs start as NaN,
-so an element a kernel forgets to write shows up as a mismatch instead of passing by luck."""
+"""Output allocation for kernels, and per-thread kept buffers for intermediates (``scratch``). With
+HRVIT_KERNELS_POISON=1 (set by the tests) both start as NaN, so an element a kernel forgets to write shows up as
+a mismatch instead of passing by luck."""
 from __future__ import annotations
 
 import math
@@ -26,7 +27,8 @@ def scratch(name: str, shape) -> torch.Tensor:
     buffers = _kept.__dict__.setdefault("buffers", {})
     buffer = buffers.get(name)
     if buffer is None or buffer.numel() < numel:
-        buffer = buffers[name] = torch.empty(numel)
+        with torch.inference_mode(False):  # a normal tensor, which later calls outside inference mode may write
+            buffer = buffers[name] = torch.empty(numel)
     view = buffer[:numel].view(shape)
     if os.environ.get("HRVIT_KERNELS_POISON") == "1":
         view.fill_(float("nan"))
