@@ -341,3 +341,12 @@ def test_inference_mode_and_no_grad_calls_alternate():
     with torch.inference_mode():
         third = model(x)
     assert torch.equal(first, second) and torch.equal(first, third)
+
+
+def test_kept_buffers_are_reused_and_bounded(monkeypatch):
+    from hrvit_kernels.ops import _alloc
+    first = _alloc.scratch("test", (4, 5))
+    assert _alloc.scratch("test", (2, 3)).data_ptr() == first.data_ptr()  # reused
+    monkeypatch.setattr(_alloc, "KEPT_LIMIT_BYTES", 4 * 100)
+    large = _alloc.scratch("test", (11, 10))  # over the limit: a fresh tensor, not kept
+    assert large.shape == (11, 10) and _alloc.scratch("test", (4, 5)).data_ptr() == first.data_ptr()

@@ -17,13 +17,17 @@ def empty(shape, dtype=torch.float32, device="cpu") -> torch.Tensor:
 
 
 _kept = threading.local()
+KEPT_LIMIT_BYTES = 256 << 20  # larger intermediates (whole high-resolution images) are not kept
 
 
 def scratch(name: str, shape) -> torch.Tensor:
     """A CPU fp32 buffer for an intermediate that never leaves the op, kept per thread between calls (grown
-    to the largest size asked for ``name``): a fresh large tensor's pages fault on first touch, which cost a
-    third of a 12544 x 96 x 384 matrix product here. Overwritten by the next call in this thread."""
+    to the largest size asked for ``name``, up to KEPT_LIMIT_BYTES; larger ones are fresh): a fresh large
+    tensor's pages fault on first touch, which cost a third of a 12544 x 96 x 384 matrix product here.
+    Overwritten by the next call in this thread."""
     numel = math.prod(shape)
+    if 4 * numel > KEPT_LIMIT_BYTES:
+        return empty(shape)
     buffers = _kept.__dict__.setdefault("buffers", {})
     buffer = buffers.get(name)
     if buffer is None or buffer.numel() < numel:
