@@ -310,6 +310,10 @@ def test_depthwise_conv3x3_and_gelu_mlp_bad_input_is_named(backend):
     with pytest.raises(ValueError, match="'bias'"):
         hk.depthwise_conv3x3(x, w, randn(3), backend=backend)
     tokens = randn(2, 6, 8)
+    with pytest.raises(ValueError, match="'x' must have at least 1 dimension"):
+        hk.gelu_mlp(torch.tensor(1.0), randn(16, 1), randn(16), randn(8, 16), randn(8), backend=backend)
+    with pytest.raises(TypeError, match="'x' must be a torch.Tensor, got list"):
+        hk.gelu_mlp([1.0], randn(16, 1), randn(16), randn(8, 16), randn(8), backend=backend)
     with pytest.raises(ValueError, match="'weight1'"):
         hk.gelu_mlp(tokens, randn(16, 7), randn(16), randn(8, 16), randn(8), backend=backend)
     with pytest.raises(ValueError, match="'weight2'"):

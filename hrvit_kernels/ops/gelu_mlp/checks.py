@@ -2,14 +2,18 @@
 names the argument, and no call reaches a kernel with sizes that would make it write past a buffer's end."""
 from __future__ import annotations
 
+import torch
+
 from hrvit_kernels.ops import _checks
 
 OP = "gelu_mlp"
 
 
 def check_inputs(x, weight1, bias1, weight2, bias2, op: str = OP) -> None:
-    if not hasattr(x, "dim") or x.dim() < 1:
-        _checks.check_tensor(op, "x", x, 2)  # names the argument and what it got
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: argument 'x' must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1:
+        raise ValueError(f"{op}: argument 'x' must have at least 1 dimension (..., features), got a scalar")
     C = x.shape[-1]
     _checks.check_tensor(op, "weight1", weight1, 2)
     hidden = weight1.shape[0]

@@ -25,8 +25,8 @@ def depthwise_mlp(x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tensor, s
 
     weight1 (hidden, C), weight_dw (hidden, 1, 3, 3) with zero padding 1 and ``stride`` 1 or 2, weight2
     (out_channels, hidden); biases, scales and shifts 1-D. Returns (B, out_channels, (H-1)//stride + 1,
-    (W-1)//stride + 1). Backends: "cpp" (the affines folded into the convolutions, the 1x1 convolutions as
-    matrix products on tokens, one fused pass for the depthwise part; returned in channels-last memory) and
+    (W-1)//stride + 1). Backends: "cpp" (the 1x1 convolutions as matrix products on tokens, the first affine +
+    GELU in place, one fused pass for the depthwise part; returned in channels-last memory) and
     "reference"; "auto" takes C++ on CPU and the reference (cuDNN's convolutions) elsewhere.
     """
     tensors = _autocast.lower_precision(x, weight1, bias1, scale1, shift1, weight_dw, bias_dw, scale2, shift2,
