@@ -25,8 +25,9 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DropPath
+from hrvit_kernels.modules.batchnorm import eval_affine
 from hrvit_kernels.modules.hlg import (HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing, conv_bn_gelu,
-                                      eval_affine, fused_inference)
+                                      fused_inference)
 from hrvit_kernels.ops import depthwise_conv3x3, depthwise_mlp, hlg_global_attention, hlg_local_attention
 from hrvit_kernels.ops.hlg_attention.reference import partition, real_tokens
 
@@ -144,7 +145,7 @@ class _Block(nn.Module):
         return _map(smoothed + self.drop_path(self.global_attn(out)), hw)
 
     def _aux_q(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():  # PyTorch's conv, whose backward needs no recomputation
+        if not fused_inference():
             return self.aux_q(x)
         return depthwise_conv3x3(x, self.aux_q.weight, self.aux_q.bias)
 

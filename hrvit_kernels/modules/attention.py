@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrvit_kernels.modules.batchnorm import eval_affine
 from hrvit_kernels.modules.release_ops import use_release_ops
 from hrvit_kernels.ops import cswin_attention
 
@@ -45,9 +46,8 @@ class HRViTAttention(nn.Module):
         if bn.training:
             return bn(linear(hidden).reshape(B * N, C)).reshape(B, N, C)
         # Eval BatchNorm is a per-channel affine map: folded into the output projection.
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        return F.linear(hidden, linear.weight * scale[:, None],
-                        (linear.bias - bn.running_mean) * scale + bn.bias)
+        scale, shift = eval_affine(bn)
+        return F.linear(hidden, linear.weight * scale[:, None], linear.bias * scale + shift)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, head_dim={self.head_dim}, stripe_width={self.stripe_width}, "

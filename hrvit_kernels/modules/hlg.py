@@ -1,5 +1,5 @@
 """HLG's dynamic position bias (``pos_local`` / ``pos_global`` / the head's ``pos``) and spatial-smoothing
-bottleneck, with the release's parameter names, and eval-mode BatchNorms as affines for the conv-block ops."""
+bottleneck, with the release's parameter names, and the layers that run as inference ops."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from hrvit_kernels.modules.batchnorm import eval_affine
 from hrvit_kernels.ops import conv_affine_gelu, spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
@@ -15,16 +16,10 @@ HEAD_DIM = 32  # every HLG attention has heads of 32 channels
 _KEPT_SIZES = 4  # biases kept per module (sizes x kinds): sliding windows use one size, whole images a few
 
 
-def eval_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """An eval-mode BatchNorm as (scale, shift): norm(x) = x * scale + shift per channel."""
-    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    return scale, norm.bias - norm.running_mean * scale
-
-
 def fused_inference(*norms: nn.BatchNorm2d) -> bool:
-    """Whether HLG's conv blocks run as one op: in eval mode (BatchNorms as fixed affines) with no gradient
-    recorded. Training, and eval-mode training of frozen BatchNorms, keep PyTorch's sequence, whose backward
-    reuses its saved activations (the ops' backward recomputes the forward)."""
+    """Whether HLG's layers run as one of the inference ops: no gradient recorded and the given BatchNorms (if
+    any) in eval mode, fixed affines. Training, and eval-mode training of frozen BatchNorms, keep PyTorch's
+    layers, whose backward reuses their saved activations (the ops' backward recomputes the forward)."""
     return not torch.is_grad_enabled() and not any(norm.training for norm in norms)
 
 

@@ -57,3 +57,16 @@ def backward_by_reference(reference, grad_out, *inputs) -> list[torch.Tensor]:
     others = [t for t in inputs if not isinstance(t, torch.Tensor)]
     _, vjp = torch.func.vjp(lambda *ts: reference(*ts, *others), *(t.float() for t in tensors))
     return [g.to(t.dtype).contiguous() for g, t in zip(vjp(grad_out.float()), tensors)]
+
+
+def register_backward_op(forward_op, backward_op) -> None:
+    """Autograd for a custom op whose gradients come from ``backward_op(grad_out, *tensor inputs, *other
+    inputs)`` (one gradient per tensor input); its non-tensor inputs (sizes, strides) get None."""
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*(t for t in inputs if isinstance(t, torch.Tensor)))
+        ctx.others = [t for t in inputs if not isinstance(t, torch.Tensor)]
+
+    def backward(ctx, grad_out):
+        return (*backward_op(grad_out, *ctx.saved_tensors, *ctx.others), *([None] * len(ctx.others)))
+
+    forward_op.register_autograd(backward, setup_context=setup_context)

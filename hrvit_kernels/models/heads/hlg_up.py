@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.models.heads._release_keywords import check_release_keywords
-from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing
+from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing, fused_inference
 from hrvit_kernels.ops import gelu_mlp, hlg_global_attention, resize_sum
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 
@@ -73,9 +73,8 @@ class _DecodeLayer(nn.Module):
         self.spatial_smooth = SpatialSmoothing(channels)
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        """fc1, GELU, fc2: one op for inference (with gradients recorded, PyTorch's layers, whose backward
-        reuses their saved activations)."""
-        if torch.is_grad_enabled():
+        """fc1, GELU, fc2: one op for inference."""
+        if not fused_inference():
             return self.mlp(x)
         return gelu_mlp(x, self.mlp.fc1.weight, self.mlp.fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias)
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrvit_kernels.modules.batchnorm import eval_affine
 from hrvit_kernels.modules.release_ops import use_release_ops
 from hrvit_kernels.ops import pointwise_conv, resize_sum
 
@@ -56,8 +57,7 @@ class SegFormerHead(nn.Module):
         if bn.training:
             fused = bn(self._folded_fusion(maps, size))
         else:  # eval BatchNorm is a per-channel affine map: folded into the level convs as well
-            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-            fused = self._folded_fusion(maps, size, scale, bn.bias - bn.running_mean * scale)
+            fused = self._folded_fusion(maps, size, *eval_affine(bn))
         # In place: the stride-4 maps are the largest tensors of the head (D x H/4 x W/4).
         fused = self.dropout(F.relu(fused, inplace=True))
         return pointwise_conv(fused, self.conv_seg.weight, self.conv_seg.bias)

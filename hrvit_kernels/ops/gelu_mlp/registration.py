@@ -45,15 +45,7 @@ def _(grad_out, *inputs):
     return [t.new_empty(t.shape) for t in inputs]
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad_out):
-    return tuple(gelu_mlp_cpp_bwd(grad_out, *ctx.saved_tensors))
-
-
-gelu_mlp_cpp.register_autograd(_backward, setup_context=_setup_context)
+_cpu_common.register_backward_op(gelu_mlp_cpp, gelu_mlp_cpp_bwd)
 
 
 def gelu_mlp_macs(x, weight1, weight2, **_) -> int:

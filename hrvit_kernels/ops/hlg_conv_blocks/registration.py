@@ -31,17 +31,6 @@ def _check_grad(op: str, grad_out, shape) -> None:
     _checks.check_shape(op, "grad_out", grad_out, shape, "the forward's output shape")
 
 
-def _register_autograd(forward_op, backward_op) -> None:
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*(t for t in inputs if isinstance(t, Tensor)))
-        ctx.others = [t for t in inputs if not isinstance(t, Tensor)]
-
-    def backward(ctx, grad_out):
-        return (*backward_op(grad_out, *ctx.saved_tensors, *ctx.others), *([None] * len(ctx.others)))
-
-    forward_op.register_autograd(backward, setup_context=setup_context)
-
-
 # The ops check their own arguments too: torch.ops exposes them without the public functions.
 @torch.library.custom_op(MLP_OP, mutates_args=())
 def depthwise_mlp_cpp(x: Tensor, weight1: Tensor, bias1: Tensor, scale1: Tensor, shift1: Tensor, weight_dw: Tensor,
@@ -161,10 +150,10 @@ def _(grad_out, *inputs):
     return [t.new_empty(t.shape) for t in inputs]
 
 
-_register_autograd(depthwise_mlp_cpp, depthwise_mlp_cpp_bwd)
-_register_autograd(depthwise_conv3x3_cpp, depthwise_conv3x3_cpp_bwd)
-_register_autograd(conv_affine_gelu_cpp, conv_affine_gelu_cpp_bwd)
-_register_autograd(spatial_smoothing_cpp, spatial_smoothing_cpp_bwd)
+_cpu_common.register_backward_op(depthwise_mlp_cpp, depthwise_mlp_cpp_bwd)
+_cpu_common.register_backward_op(depthwise_conv3x3_cpp, depthwise_conv3x3_cpp_bwd)
+_cpu_common.register_backward_op(conv_affine_gelu_cpp, conv_affine_gelu_cpp_bwd)
+_cpu_common.register_backward_op(spatial_smoothing_cpp, spatial_smoothing_cpp_bwd)
 
 
 def depthwise_mlp_macs(x, weight1, weight2, stride, **_) -> int:
