@@ -14,6 +14,7 @@
 #include "hrvit/kernels/hlg_attention.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
+#include "hrvit/kernels/winograd.h"
 
 namespace py = pybind11;
 using hrvit::index_t;
@@ -68,6 +69,31 @@ void depthwise_conv3_forward(index_t batch, index_t height, index_t width, index
   if (stride != 1 && stride != 2) throw std::invalid_argument("depthwise_conv3_forward: stride must be 1 or 2");
   hrvit::depthwise_conv3_forward({batch, height, width, channels, stride}, gelu, ptr<const float>(x), x_sb, x_sn,
                                  ptr<const float>(wt), ptr<const float>(bias), ptr<float>(out), threads);
+}
+
+hrvit::WinogradShape winograd_shape(index_t batch, index_t height, index_t width, index_t in_channels,
+                                    index_t out_channels) {
+  return {batch, height, width, in_channels, out_channels};
+}
+
+void winograd_filter_transform(index_t out_channels, index_t in_channels, uintptr_t w, uintptr_t u, int threads) {
+  hrvit::winograd_filter_transform(out_channels, in_channels, ptr<const float>(w), ptr<float>(u), threads);
+}
+
+void winograd_input_transform(index_t batch, index_t height, index_t width, index_t in_channels, index_t first_row,
+                              index_t rows, uintptr_t x, uintptr_t v, int threads) {
+  hrvit::winograd_input_transform(winograd_shape(batch, height, width, in_channels, 0), first_row, rows,
+                                  ptr<const float>(x), ptr<float>(v), threads);
+}
+
+void winograd_output_transform(index_t batch, index_t height, index_t width, index_t out_channels,
+                               index_t first_row, index_t rows, uintptr_t m, uintptr_t scale, uintptr_t shift,
+                               int activation, uintptr_t out, int threads) {
+  if (activation < 0 || activation > 2)
+    throw std::invalid_argument("winograd_output_transform: activation must be 0 (none), 1 (ReLU) or 2 (GELU)");
+  hrvit::winograd_output_transform(winograd_shape(batch, height, width, 0, out_channels), first_row, rows,
+                                   ptr<const float>(m), ptr<const float>(scale), ptr<const float>(shift),
+                                   static_cast<hrvit::Activation>(activation), ptr<float>(out), threads);
 }
 
 hrvit::StripeShape stripe_shape(index_t batch, index_t height, index_t width, index_t channels,
@@ -201,6 +227,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("affine_gelu_inplace", &affine_gelu_inplace, nogil);
   m.def("residual_affine_gelu_inplace", &residual_affine_gelu_inplace, nogil);
   m.def("depthwise_conv3_forward", &depthwise_conv3_forward, nogil);
+  m.def("winograd_filter_transform", &winograd_filter_transform, nogil);
+  m.def("winograd_input_transform", &winograd_input_transform, nogil);
+  m.def("winograd_output_transform", &winograd_output_transform, nogil);
   m.def("cswin_attention_forward", &cswin_attention_forward, nogil);
   m.def("cswin_attention_backward", &cswin_attention_backward, nogil);
   m.def("attention_to_mask_forward", &attention_to_mask_forward, nogil);

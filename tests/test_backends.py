@@ -110,6 +110,8 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     smoothing_image = randn(1, 128, 192, 192, requires_grad=True)
     smoothing_params = [randn(32, 128, requires_grad=True), *per_channel(32), randn(32, 32, 3, 3, requires_grad=True),
                         *per_channel(32), randn(128, 32, requires_grad=True), *per_channel(128)]
+    # Wide enough for Winograd's transforms, the filters' included, to last a millisecond or more.
+    conv_image, conv_weight = randn(1, 512, 64, 64, requires_grad=True), randn(512, 512, 3, 3, requires_grad=True)
     runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
             lambda: hk.hlg_local_attention(q, v, (128, 128), True, bias, backend="cpp"),
             lambda: hk.hlg_global_attention(q, window_tokens, window_tokens, (128, 128), table, backend="cpp"),
@@ -117,7 +119,9 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
             lambda: hk.attention_to_mask(*atm_inputs, 16, backend="cpp")[0],
             lambda: hk.resize_sum([logits], (512, 512), backend="cpp"),
             lambda: hk.depthwise_mlp(image, *mlp_params, stride=2, backend="cpp"),
-            lambda: hk.spatial_smoothing(smoothing_image, *smoothing_params, backend="cpp")]
+            lambda: hk.spatial_smoothing(smoothing_image, *smoothing_params, backend="cpp"),
+            lambda: hk.conv_affine_act(conv_image, conv_weight, *per_channel(512), padding=1, activation="relu",
+                                       backend="cpp")]
     errors, done = [], threading.Event()
 
     def worker():
@@ -141,7 +145,7 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors
-    kernels = [name for name in dir(extension) if name.endswith(("_forward", "_backward", "_inplace"))]
+    kernels = [name for name in dir(extension) if name.endswith(("_forward", "_backward", "_inplace", "_transform"))]
     assert sorted(ticks_during) == sorted(kernels), "every kernel runs once at least"
     held = [name for name in kernels if ticks_during[name] == 0]
     assert not held, f"these kernels keep the GIL while they run: {held}"

@@ -1,4 +1,4 @@
-"""HLG's inference ops (depthwise_mlp, spatial_smoothing, conv_affine_gelu, depthwise_conv3x3, gelu_mlp) on the
+"""HLG's inference ops (depthwise_mlp, spatial_smoothing, conv_affine_act, depthwise_conv3x3, gelu_mlp) on the
 C++ backend against the reference: forward and every gradient, fp32 / fp16 / bf16, strides 1 and 2 at odd sizes, channel counts that
 leave vector remainders, NCHW and channels-last inputs, bad input, opcheck and torch.compile; and HLG's modules
 against their BatchNorm sequences in eval and training mode."""
@@ -164,33 +164,58 @@ def test_smoothing_matches_reference(backend, dtype, B, C, mid, H, W):
     compare_with_reference(_smoothing(backend), _smoothing("reference"), inputs, dtype, backend)
 
 
-def _conv(backend, stride, padding, groups):
-    return lambda x, *parameters: hk.conv_affine_gelu(x, *parameters, stride=stride, padding=padding,
-                                                      groups=groups, backend=backend)
+def _conv(backend, stride, padding, groups, activation="gelu"):
+    return lambda x, *parameters: hk.conv_affine_act(x, *parameters, stride=stride, padding=padding,
+                                                     groups=groups, activation=activation, backend=backend)
+
+
+def _conv_inputs(B, C, out_channels, k, H, W, groups, dtype=torch.float32):
+    return [randn(B, C, H, W, dtype=dtype, requires_grad=True),
+            randn(out_channels, C // groups, k, k, dtype=dtype, requires_grad=True, scale=(C // groups * k * k) ** -0.5),
+            *_affine_parameters(out_channels, dtype)]
 
 
 # (B, C, out_channels, k, H, W, stride, padding, groups): HLG's stem (3 -> C stride 2; C -> C), its grouped
-# down-projection (C -> 2C, groups C, stride 2), odd sizes, a 1 x 1 kernel.
+# down-projection (C -> 2C, groups C, stride 2), odd sizes, a 1 x 1 kernel; then 3x3 stride-1 convolutions
+# large enough for Winograd (odd sizes, channels with vector remainders, two images).
 CONV_CASES = [(1, 3, 16, 3, 15, 17, 2, 1, 1), (2, 8, 8, 3, 9, 7, 1, 1, 1), (1, 6, 12, 3, 11, 10, 2, 1, 6),
               (2, 5, 7, 1, 4, 3, 1, 0, 1)]
+WINOGRAD_CASES = [(1, 33, 40, 3, 41, 39, 1, 1, 1), (2, 32, 35, 3, 29, 27, 1, 1, 1)]
 
 
 @pytest.mark.parametrize("backend,dtype", with_dtypes(CPP))
-@pytest.mark.parametrize("B,C,out_channels,k,H,W,stride,padding,groups", CONV_CASES)
-def test_conv_affine_gelu_matches_reference(backend, dtype, B, C, out_channels, k, H, W, stride, padding, groups):
-    inputs = [randn(B, C, H, W, dtype=dtype, requires_grad=True),
-              randn(out_channels, C // groups, k, k, dtype=dtype, requires_grad=True, scale=(C // groups * k * k) ** -0.5),
-              *_affine_parameters(out_channels, dtype)]
-    compare_with_reference(_conv(backend, stride, padding, groups), _conv("reference", stride, padding, groups),
-                           inputs, dtype, backend)
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("B,C,out_channels,k,H,W,stride,padding,groups", CONV_CASES + WINOGRAD_CASES)
+def test_conv_affine_act_matches_reference(backend, dtype, activation, B, C, out_channels, k, H, W, stride, padding,
+                                           groups):
+    inputs = _conv_inputs(B, C, out_channels, k, H, W, groups, dtype)
+    compare_with_reference(_conv(backend, stride, padding, groups, activation),
+                           _conv("reference", stride, padding, groups, activation), inputs, dtype, backend)
+
+
+@pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built")
+@pytest.mark.parametrize("chunk_tiles", [1, 40, 512])
+@pytest.mark.parametrize("B,C,out_channels,k,H,W,stride,padding,groups", WINOGRAD_CASES)
+def test_winograd_chunks_match_the_direct_convolution(monkeypatch, chunk_tiles, B, C, out_channels, k, H, W, stride,
+                                                      padding, groups):
+    """The Winograd path runs for these sizes, and its result does not depend on how tile rows are chunked
+    (one tile row, chunks that span two images, all rows at once), against float64."""
+    from hrvit_kernels.ops.hlg_conv_blocks import cpu
+    x, weight, bias, scale, shift = (t.detach() for t in _conv_inputs(B, C, out_channels, k, H, W, groups))
+    assert cpu.winograd_applies(x, weight, stride, padding, groups)
+    monkeypatch.setattr(cpu, "_WINOGRAD_TILES", chunk_tiles)
+    expected = F.relu(F.conv2d(x.double(), weight.double(), bias.double(), padding=1) * scale.double()[:, None, None]
+                      + shift.double()[:, None, None])
+    got = hk.conv_affine_act(x, weight, bias, scale, shift, padding=1, activation="relu", backend="cpp")
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["reference", *CPP])
-def test_conv_affine_gelu_without_bias(backend):
+def test_conv_affine_act_without_bias(backend):
     x, weight = randn(1, 3, 8, 8), randn(5, 3, 3, 3)
     _, scale, shift = (t.detach() for t in _affine_parameters(5))
     expected = F.gelu(F.conv2d(x, weight, padding=1) * scale[:, None, None] + shift[:, None, None])
-    torch.testing.assert_close(hk.conv_affine_gelu(x, weight, None, scale, shift, padding=1, backend=backend),
+    torch.testing.assert_close(hk.conv_affine_act(x, weight, None, scale, shift, padding=1, backend=backend),
                                expected, rtol=1e-5, atol=1e-5)
 
 
@@ -202,14 +227,15 @@ def test_conv_affine_gelu_without_bias(backend):
     ("padding", lambda: -1, "'padding' must be an int >= 0"),
     ("x", lambda: randn(1, 3, 1, 1), "smaller than the 3x3 kernel"),
     ("shift", lambda: randn(5), "'shift'"),
+    ("activation", lambda: "tanh", "'activation' must be one of \\['gelu', 'relu'\\], got 'tanh'"),
 ])
 def test_conv_bad_input_is_named(backend, argument, value, message):
-    names = ["x", "weight", "bias", "scale", "shift", "stride", "padding", "groups"]
+    names = ["x", "weight", "bias", "scale", "shift", "stride", "padding", "groups", "activation"]
     arguments = dict(zip(names, [randn(1, 3, 5, 5), randn(6, 3, 3, 3), *[t.detach() for t in _affine_parameters(6)],
-                                 1, 0, 1]))
+                                 1, 0, 1, "gelu"]))
     arguments[argument] = value()
     with pytest.raises(ValueError, match=message):
-        hk.conv_affine_gelu(**arguments, backend=backend)
+        hk.conv_affine_act(**arguments, backend=backend)
 
 
 @pytest.mark.parametrize("backend", CPP)
@@ -218,8 +244,8 @@ def test_smoothing_and_conv_opcheck_and_fullgraph_compile(backend):
     torch.library.opcheck(torch.ops.hrvit.spatial_smoothing_cpp.default, tuple(inputs))
     assert_compiled_matches_eager(_smoothing(backend), inputs)
     inputs = [randn(1, 4, 7, 6, requires_grad=True), randn(8, 1, 3, 3, requires_grad=True), *_affine_parameters(8)]
-    torch.library.opcheck(torch.ops.hrvit.conv_affine_gelu_cpp.default, (*inputs, 2, 1, 4))
-    assert_compiled_matches_eager(_conv(backend, 2, 1, 4), inputs)
+    torch.library.opcheck(torch.ops.hrvit.conv_affine_act_cpp.default, (*inputs, 2, 1, 4, "relu"))
+    assert_compiled_matches_eager(_conv(backend, 2, 1, 4, "relu"), inputs)
 
 
 def _with_statistics(module):
@@ -257,7 +283,7 @@ def test_ops_serve_inference_only(backend, monkeypatch):
     import hrvit_kernels.modules.hlg as hlg_modules
     calls = []
     for module, name in ((hlg_model, "depthwise_mlp"), (hlg_model, "depthwise_conv3x3"),
-                         (hlg_modules, "spatial_smoothing"), (hlg_modules, "conv_affine_gelu")):
+                         (hlg_modules, "spatial_smoothing"), (hlg_modules, "conv_affine_act")):
         op = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, _op=op, _name=name, **kwargs: calls.append(_name)
                             or _op(*args, **kwargs))
@@ -266,7 +292,7 @@ def test_ops_serve_inference_only(backend, monkeypatch):
     with hk.use_backend(backend):
         with torch.no_grad():
             inferred = model(x)
-        assert sorted(set(calls)) == ["conv_affine_gelu", "depthwise_conv3x3", "depthwise_mlp", "spatial_smoothing"]
+        assert sorted(set(calls)) == ["conv_affine_act", "depthwise_conv3x3", "depthwise_mlp", "spatial_smoothing"]
         calls.clear()
         recorded = model(x)
         assert calls == []

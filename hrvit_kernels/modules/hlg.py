@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from hrvit_kernels.modules.batchnorm import eval_affine
-from hrvit_kernels.ops import conv_affine_gelu, spatial_smoothing
+from hrvit_kernels.ops import conv_affine_act, spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
 
@@ -27,7 +27,7 @@ def conv_bn_gelu(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torc
     """GELU(norm(conv(x))): one op for inference."""
     if not fused_inference(norm):
         return F.gelu(norm(conv(x)))
-    return conv_affine_gelu(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
+    return conv_affine_act(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
                             conv.groups)
 
 

@@ -6,9 +6,9 @@ import torch
 from hrvit_kernels.ops import _autocast, _checks, _cpu_common, _dispatch
 from hrvit_kernels.ops.hlg_conv_blocks.checks import (CONV_OP, DEPTHWISE_OP, OP, SMOOTHING_OP, check_conv_inputs,
                                                      check_depthwise_inputs, check_inputs, check_smoothing_inputs)
-from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_conv3x3_reference,
+from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_act_reference, depthwise_conv3x3_reference,
                                                         depthwise_mlp_reference, spatial_smoothing_reference)
-from hrvit_kernels.ops.hlg_conv_blocks.registration import (conv_affine_gelu_cpp, depthwise_conv3x3_cpp, depthwise_mlp_cpp,
+from hrvit_kernels.ops.hlg_conv_blocks.registration import (conv_affine_act_cpp, depthwise_conv3x3_cpp, depthwise_mlp_cpp,
                                                            spatial_smoothing_cpp)
 
 AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
@@ -62,24 +62,27 @@ def spatial_smoothing(x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tenso
 
 
 @_checks.quiet_checks
-def conv_affine_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
-                     shift: torch.Tensor, stride: int = 1, padding: int = 0, groups: int = 1,
-                     backend: str = "auto") -> torch.Tensor:
-    """``GELU(conv2d(x, weight, bias, stride, padding, groups=groups) * scale + shift)`` per output channel on
-    an NCHW map: a conv followed by an eval-mode BatchNorm (as scale and shift, see :func:`depthwise_mlp`)
-    and exact GELU, as in HLG's stem and down-projections. ``bias`` may be None.
+def conv_affine_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
+                    shift: torch.Tensor, stride: int = 1, padding: int = 0, groups: int = 1,
+                    activation: str = "gelu", backend: str = "auto") -> torch.Tensor:
+    """``activation(conv2d(x, weight, bias, stride, padding, groups=groups) * scale + shift)`` per output
+    channel on an NCHW map: a conv followed by an eval-mode BatchNorm (as scale and shift, see
+    :func:`depthwise_mlp`) and ``activation``, "gelu" (exact) or "relu", as in HLG's stem and down-projections
+    (GELU) and SETR-HLG's fusion conv (ReLU). ``bias`` may be None.
 
-    Backends: "cpp" (oneDNN's convolution on channels-last memory, then affine + GELU in place; returned in
-    channels-last memory) and "reference"; "auto" takes C++ on CPU and the reference elsewhere.
+    Backends: "cpp" (3x3 stride-1 convolutions on large maps by Winograd's F(2x2, 3x3) with the affine and
+    activation in its output transform, others by oneDNN on channels-last memory, then affine + activation in
+    place; returned in channels-last memory) and "reference"; "auto" takes C++ on CPU and the reference
+    elsewhere.
     """
     tensors = _autocast.lower_precision(x, weight, bias, scale, shift)
-    check_conv_inputs(*tensors, stride, padding, groups)
+    check_conv_inputs(*tensors, stride, padding, groups, activation)
     if bias is None:  # the custom op takes a tensor
         tensors = (*tensors[:2], tensors[3].new_zeros(tensors[3].shape), *tensors[3:])
     backend = _dispatch.choose_backend(CONV_OP, backend, tensors, AVAILABLE)
     if backend == "reference":
-        return conv_affine_gelu_reference(*tensors, stride, padding, groups)
-    return conv_affine_gelu_cpp(*tensors, stride, padding, groups)
+        return conv_affine_act_reference(*tensors, stride, padding, groups, activation)
+    return conv_affine_act_cpp(*tensors, stride, padding, groups, activation)
 
 
 @_checks.quiet_checks

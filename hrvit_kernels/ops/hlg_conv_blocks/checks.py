@@ -4,10 +4,11 @@ would make it read or write past a tensor's end."""
 from __future__ import annotations
 
 from hrvit_kernels.ops import _checks
+from hrvit_kernels.ops.hlg_conv_blocks.reference import ACTIVATIONS
 
 OP = "depthwise_mlp"
 SMOOTHING_OP = "spatial_smoothing"
-CONV_OP = "conv_affine_gelu"
+CONV_OP = "conv_affine_act"
 DEPTHWISE_OP = "depthwise_conv3x3"
 
 
@@ -58,8 +59,11 @@ def check_smoothing_inputs(x, weight1, bias1, scale1, shift1, weight2, bias2, sc
     _checks.check_same(op, named)
 
 
-def check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, op: str = CONV_OP) -> tuple[int, int]:
+def check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, activation,
+                      op: str = CONV_OP) -> tuple[int, int]:
     """Validates the arguments; returns the output's (height, width)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: argument 'activation' must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     _checks.check_tensor(op, "x", x, 4)
     C = x.shape[1]
     for name, value, lowest in (("stride", stride, 1), ("padding", padding, 0), ("groups", groups, 1)):

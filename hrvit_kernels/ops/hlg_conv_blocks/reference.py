@@ -4,7 +4,8 @@ affine (scale and shift): the oracle and the fallback.
 - depthwise MLP: 1x1 conv, affine, exact GELU, 3x3 depthwise conv (zero padding 1, stride 1 or 2), affine,
   exact GELU, 1x1 conv.
 - depthwise 3x3 conv (zero padding 1, bias): the query's local term (``aux_q``).
-- conv + affine + GELU (the stem's layers and a stage's down-projection): any conv2d, affine, exact GELU.
+- conv + affine + activation (the stem's layers and a stage's down-projection with GELU, SETR-HLG's fusion conv
+  with ReLU): any conv2d, affine, exact GELU or ReLU.
 - spatial smoothing: GELU(x + R(x)) with the bottleneck R = 1x1 conv, affine, GELU, 3x3 conv (zero padding 1),
   affine, GELU, 1x1 conv, affine.
 """
@@ -36,8 +37,12 @@ def spatial_smoothing_reference(x, weight1, bias1, scale1, shift1, weight2, bias
     return F.gelu(x + affine(F.conv2d(hidden, weight3[:, :, None, None], bias3), scale3, shift3))
 
 
-def conv_affine_gelu_reference(x, weight, bias, scale, shift, stride: int, padding: int, groups: int):
-    return F.gelu(affine(F.conv2d(x, weight, bias, stride, padding, 1, groups), scale, shift))
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}  # conv_affine_act's (exact GELU)
+
+
+def conv_affine_act_reference(x, weight, bias, scale, shift, stride: int, padding: int, groups: int,
+                              activation: str = "gelu"):
+    return ACTIVATIONS[activation](affine(F.conv2d(x, weight, bias, stride, padding, 1, groups), scale, shift))
 
 
 def depthwise_conv3x3_reference(x, weight, bias):

@@ -1,5 +1,5 @@
 """torch.library custom ops of HLG's conv blocks on CPU (``hrvit::depthwise_mlp_cpp``,
-``hrvit::spatial_smoothing_cpp``, ``hrvit::conv_affine_gelu_cpp``, ``hrvit::depthwise_conv3x3_cpp``, each with a
+``hrvit::spatial_smoothing_cpp``, ``hrvit::conv_affine_act_cpp``, ``hrvit::depthwise_conv3x3_cpp``, each with a
 ``_bwd`` op): fake functions, autograd and multiply-add counts, so
 that autograd, torch.compile(fullgraph=True), opcheck and FlopCounterMode work. The backward ops are the
 reference's vector-Jacobian products (_cpu_common.backward_by_reference): the fused forwards are for inference."""
@@ -13,11 +13,11 @@ from torch import Tensor
 from hrvit_kernels.flops import register_op_macs
 from hrvit_kernels.ops import _checks, _cpu_common
 from hrvit_kernels.ops.hlg_conv_blocks import checks, cpu
-from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_gelu_reference, depthwise_conv3x3_reference,
+from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_act_reference, depthwise_conv3x3_reference,
                                                         depthwise_mlp_reference, spatial_smoothing_reference)
 
 MLP_OP, SMOOTHING_OP = "hrvit::depthwise_mlp_cpp", "hrvit::spatial_smoothing_cpp"
-CONV_OP, DEPTHWISE_OP = "hrvit::conv_affine_gelu_cpp", "hrvit::depthwise_conv3x3_cpp"
+CONV_OP, DEPTHWISE_OP = "hrvit::conv_affine_act_cpp", "hrvit::depthwise_conv3x3_cpp"
 AFFINE_MACS_PER_ELEMENT = 2  # fvcore's charge for an eval-mode BatchNorm (see hrvit_kernels.flops)
 
 
@@ -97,32 +97,33 @@ def _(grad_out, *inputs):
 
 
 @torch.library.custom_op(CONV_OP, mutates_args=())
-def conv_affine_gelu_cpp(x: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor, stride: int,
-                         padding: int, groups: int) -> Tensor:
+def conv_affine_act_cpp(x: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor, stride: int,
+                        padding: int, groups: int, activation: str) -> Tensor:
     # Bias-free convolutions pass a zero bias: a custom op's optional tensor would complicate its autograd.
-    checks.check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, CONV_OP)
+    checks.check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, activation, CONV_OP)
     _checks.check_kernel_device(CONV_OP, "cpp", "x", x)
-    return cpu.conv_affine_gelu(x, weight, bias, scale, shift, stride, padding, groups)
+    return cpu.conv_affine_act(x, weight, bias, scale, shift, stride, padding, groups, activation)
 
 
-@conv_affine_gelu_cpp.register_fake
-def _(x, weight, bias, scale, shift, stride, padding, groups):
-    out_h, out_w = checks.check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, CONV_OP)
+@conv_affine_act_cpp.register_fake
+def _(x, weight, bias, scale, shift, stride, padding, groups, activation):
+    out_h, out_w = checks.check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, activation,
+                                            CONV_OP)
     return _channels_last(x, weight.shape[0], out_h, out_w)
 
 
 @torch.library.custom_op(CONV_OP + "_bwd", mutates_args=())
-def conv_affine_gelu_cpp_bwd(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor,
-                             stride: int, padding: int, groups: int) -> list[Tensor]:
-    inputs = (x, weight, bias, scale, shift, stride, padding, groups)
+def conv_affine_act_cpp_bwd(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, scale: Tensor, shift: Tensor,
+                            stride: int, padding: int, groups: int, activation: str) -> list[Tensor]:
+    inputs = (x, weight, bias, scale, shift, stride, padding, groups, activation)
     out_h, out_w = checks.check_conv_inputs(*inputs, CONV_OP + "_bwd")
     _check_grad(CONV_OP + "_bwd", grad_out, (x.shape[0], weight.shape[0], out_h, out_w))
-    return _cpu_common.backward_by_reference(conv_affine_gelu_reference, grad_out, *inputs)
+    return _cpu_common.backward_by_reference(conv_affine_act_reference, grad_out, *inputs)
 
 
-@conv_affine_gelu_cpp_bwd.register_fake
+@conv_affine_act_cpp_bwd.register_fake
 def _(grad_out, *inputs):
-    return [t.new_empty(t.shape) for t in inputs[:-3]]
+    return [t.new_empty(t.shape) for t in inputs[:-4]]
 
 
 @torch.library.custom_op(DEPTHWISE_OP, mutates_args=())
@@ -152,7 +153,7 @@ def _(grad_out, *inputs):
 
 _cpu_common.register_backward_op(depthwise_mlp_cpp, depthwise_mlp_cpp_bwd)
 _cpu_common.register_backward_op(depthwise_conv3x3_cpp, depthwise_conv3x3_cpp_bwd)
-_cpu_common.register_backward_op(conv_affine_gelu_cpp, conv_affine_gelu_cpp_bwd)
+_cpu_common.register_backward_op(conv_affine_act_cpp, conv_affine_act_cpp_bwd)
 _cpu_common.register_backward_op(spatial_smoothing_cpp, spatial_smoothing_cpp_bwd)
 
 
@@ -172,7 +173,7 @@ def spatial_smoothing_macs(x, weight1, **_) -> int:
     return B * H * W * (C * mid + 9 * mid * mid + mid * C + AFFINE_MACS_PER_ELEMENT * (2 * mid + C))
 
 
-def conv_affine_gelu_macs(x, weight, stride, padding, **_) -> int:
+def conv_affine_act_macs(x, weight, stride, padding, **_) -> int:
     """The convolution (without bias, as fvcore counts) and the affine's charge; GELU is free."""
     B, _, H, W = x
     out_channels, per_group, k, _ = weight
@@ -194,7 +195,7 @@ register_op_macs(torch.ops.hrvit.depthwise_mlp_cpp, depthwise_mlp_macs, torch.op
                  _three_forwards(depthwise_mlp_macs))
 register_op_macs(torch.ops.hrvit.spatial_smoothing_cpp, spatial_smoothing_macs,
                  torch.ops.hrvit.spatial_smoothing_cpp_bwd, _three_forwards(spatial_smoothing_macs))
-register_op_macs(torch.ops.hrvit.conv_affine_gelu_cpp, conv_affine_gelu_macs,
-                 torch.ops.hrvit.conv_affine_gelu_cpp_bwd, _three_forwards(conv_affine_gelu_macs))
+register_op_macs(torch.ops.hrvit.conv_affine_act_cpp, conv_affine_act_macs,
+                 torch.ops.hrvit.conv_affine_act_cpp_bwd, _three_forwards(conv_affine_act_macs))
 register_op_macs(torch.ops.hrvit.depthwise_conv3x3_cpp, depthwise_conv3x3_macs,
                  torch.ops.hrvit.depthwise_conv3x3_cpp_bwd, _three_forwards(depthwise_conv3x3_macs))
