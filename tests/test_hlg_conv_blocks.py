@@ -171,7 +171,8 @@ def _conv(backend, stride, padding, groups, activation="gelu"):
 
 def _conv_inputs(B, C, out_channels, k, H, W, groups, dtype=torch.float32):
     return [randn(B, C, H, W, dtype=dtype, requires_grad=True),
-            randn(out_channels, C // groups, k, k, dtype=dtype, requires_grad=True, scale=(C // groups * k * k) ** -0.5),
+            randn(out_channels, C // groups, k, k, dtype=dtype, requires_grad=True,
+                  scale=(C // groups * k * k) ** -0.5),
             *_affine_parameters(out_channels, dtype)]
 
 

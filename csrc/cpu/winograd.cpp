@@ -121,7 +121,8 @@ void winograd_output_transform(const WinogradShape& s, index_t first_row, index_
     const index_t b = g / tile_h, y0 = 2 * (g % tile_h), x0 = 2 * j;
     const float* tile = m + t * C;
     index_t c = 0;
-    for (; c + kLanes <= C; c += kLanes) output_tile<vecf>(tile, k_stride, s, b, y0, x0, c, scale, shift, activation, out);
+    for (; c + kLanes <= C; c += kLanes)
+      output_tile<vecf>(tile, k_stride, s, b, y0, x0, c, scale, shift, activation, out);
     for (; c < C; ++c) output_tile<float>(tile, k_stride, s, b, y0, x0, c, scale, shift, activation, out);
   });
 }

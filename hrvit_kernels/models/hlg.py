@@ -127,9 +127,11 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Cin, H_in, W_in) -> (B, C, H, W)."""
+        # Residual sums go in place into a fresh result (a norm's, a product's, a conv's) that no backward needs:
+        # one map fewer to allocate per sum.
         shortcut = self.down_proj(x) if self.first else x
         hw = shortcut.shape[-2:]
-        merged = _tokens(shortcut) + self.drop_path(self.norm2(_tokens(self.mlp(x))))
+        merged = self.drop_path(self.norm2(_tokens(self.mlp(x)))).add_(_tokens(shortcut))
         if not self.local:
             return _map(self._last_stage(merged, hw), hw)
         a = _map(merged, hw)
@@ -139,10 +141,10 @@ class _Block(nn.Module):
         local = hlg_local_attention(q, v, hw, self.dilated, self.pos_local.window_bias())
         smoothed = smoothed + local
         window_tokens = self.h0_norm(_window_means(smoothed, hw, self.dilated))
-        query = q + _tokens(self._aux_q(_map(self.norm1(local), hw)))
+        query = _tokens(self._aux_q(_map(self.norm1(local), hw))).add_(q)
         out = hlg_global_attention(query, self.k(window_tokens), self.v(window_tokens), hw,
                                    self.pos_global.table(hw))
-        return _map(smoothed + self.drop_path(self.global_attn(out)), hw)
+        return _map(self.drop_path(self.global_attn(out)).add_(smoothed), hw)
 
     def _aux_q(self, x: torch.Tensor) -> torch.Tensor:
         if not fused_inference():
@@ -151,7 +153,7 @@ class _Block(nn.Module):
 
     def _last_stage(self, t: torch.Tensor, hw) -> torch.Tensor:
         out = hlg_global_attention(self.q(t), self.k(t), self.v(t), hw, self.pos_global.table(hw))
-        return t + self.drop_path(self.norm1(self.global_attn(out)))
+        return self.drop_path(self.norm1(self.global_attn(out))).add_(t)
 
 
 def _window_means(tokens: torch.Tensor, hw, dilated: bool) -> torch.Tensor:

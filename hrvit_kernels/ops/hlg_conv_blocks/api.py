@@ -8,8 +8,8 @@ from hrvit_kernels.ops.hlg_conv_blocks.checks import (CONV_OP, DEPTHWISE_OP, OP,
                                                      check_depthwise_inputs, check_inputs, check_smoothing_inputs)
 from hrvit_kernels.ops.hlg_conv_blocks.reference import (conv_affine_act_reference, depthwise_conv3x3_reference,
                                                         depthwise_mlp_reference, spatial_smoothing_reference)
-from hrvit_kernels.ops.hlg_conv_blocks.registration import (conv_affine_act_cpp, depthwise_conv3x3_cpp, depthwise_mlp_cpp,
-                                                           spatial_smoothing_cpp)
+from hrvit_kernels.ops.hlg_conv_blocks.registration import (conv_affine_act_cpp, depthwise_conv3x3_cpp,
+                                                           depthwise_mlp_cpp, spatial_smoothing_cpp)
 
 AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
 
