@@ -281,10 +281,11 @@ def test_ops_serve_inference_only(backend, monkeypatch):
     """In eval mode the modules call the ops when no gradient is recorded, and PyTorch's sequence (whose backward
     reuses its saved activations) when one is, as in training with frozen BatchNorms."""
     import hrvit_kernels.models.hlg as hlg_model
+    import hrvit_kernels.modules.batchnorm as batchnorm_modules
     import hrvit_kernels.modules.hlg as hlg_modules
     calls = []
     for module, name in ((hlg_model, "depthwise_mlp"), (hlg_model, "depthwise_conv3x3"),
-                         (hlg_modules, "spatial_smoothing"), (hlg_modules, "conv_affine_act")):
+                         (hlg_modules, "spatial_smoothing"), (batchnorm_modules, "conv_affine_act")):
         op = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, _op=op, _name=name, **kwargs: calls.append(_name)
                             or _op(*args, **kwargs))

@@ -84,3 +84,30 @@ def test_setr_rejects_bad_input():
         _tiny("setr_naive_vit_l")(randn(1, 3, 8, 64))
     with pytest.raises(ValueError, match=r"out_indices \(3, 30\) must lie in \[0, 24\)"):
         hk.create_model("setr_naive_vit_l", backbone=dict(out_indices=(3, 30)))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp" if hk.HAS_EXT else "reference"])
+def test_pup_inference_runs_its_conv_bn_relu_layers_as_one_op(backend, monkeypatch):
+    """For inference (eval mode, no gradient) PUP's conv + BatchNorm + ReLU layers are conv_affine_act calls (on
+    CPU a Winograd convolution, forced here at a small size), equal to the layers called one by one, which run
+    while a gradient is recorded."""
+    import hrvit_kernels.modules.batchnorm as batchnorm_modules
+    from hrvit_kernels.ops.hlg_conv_blocks import cpu
+    monkeypatch.setattr(cpu, "WINOGRAD_MIN_TILES", 1)
+    calls = []
+    op = batchnorm_modules.conv_affine_act
+    monkeypatch.setattr(batchnorm_modules, "conv_affine_act", lambda *args: calls.append(args[-1]) or op(*args))
+    model = _tiny("setr_pup_vit_l").eval()
+    for norm in model.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.data.normal_()
+            norm.bias.data.normal_()
+    x = randn(1, 3, 80, 64)
+    with on_backend(model, backend):
+        with torch.no_grad():
+            inferred = model(x)
+        assert calls == ["relu"] * 4
+        recorded = model(x)
+    torch.testing.assert_close(inferred, recorded.detach(), rtol=1e-4, atol=1e-4)

@@ -25,9 +25,8 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DropPath
-from hrvit_kernels.modules.batchnorm import eval_affine
-from hrvit_kernels.modules.hlg import (HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing, conv_bn_gelu,
-                                      fused_inference)
+from hrvit_kernels.modules.batchnorm import conv_bn_act, eval_affine, fused_inference
+from hrvit_kernels.modules.hlg import HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing
 from hrvit_kernels.ops import depthwise_conv3x3, depthwise_mlp, hlg_global_attention, hlg_local_attention
 from hrvit_kernels.ops.hlg_attention.reference import partition, real_tokens
 
@@ -63,7 +62,7 @@ class _DownProj(nn.Module):
                                   nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn_gelu(self.proj[0], self.proj[1], x)
+        return conv_bn_act(self.proj[0], self.proj[1], x, "gelu")
 
 
 class _DepthwiseMLP(nn.Module):

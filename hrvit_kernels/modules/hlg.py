@@ -7,28 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from hrvit_kernels.modules.batchnorm import eval_affine
-from hrvit_kernels.ops import conv_affine_act, spatial_smoothing
+from hrvit_kernels.modules.batchnorm import conv_bn_act, eval_affine, fused_inference
+from hrvit_kernels.ops import spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
 
 HEAD_DIM = 32  # every HLG attention has heads of 32 channels
 _KEPT_SIZES = 4  # biases kept per module (sizes x kinds): sliding windows use one size, whole images a few
-
-
-def fused_inference(*norms: nn.BatchNorm2d) -> bool:
-    """Whether HLG's layers run as one of the inference ops: no gradient recorded and the given BatchNorms (if
-    any) in eval mode, fixed affines. Training, and eval-mode training of frozen BatchNorms, keep PyTorch's
-    layers, whose backward reuses their saved activations (the ops' backward recomputes the forward)."""
-    return not torch.is_grad_enabled() and not any(norm.training for norm in norms)
-
-
-def conv_bn_gelu(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """GELU(norm(conv(x))): one op for inference."""
-    if not fused_inference(norm):
-        return F.gelu(norm(conv(x)))
-    return conv_affine_act(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
-                            conv.groups)
 
 
 class ConvBNGELU(nn.Sequential):
@@ -39,7 +24,7 @@ class ConvBNGELU(nn.Sequential):
                          nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn_gelu(self[0], self[1], x)
+        return conv_bn_act(self[0], self[1], x, "gelu")
 
 
 class SpatialSmoothing(nn.Sequential):

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.models.heads._release_keywords import check_release_keywords
-from hrvit_kernels.modules.batchnorm import eval_affine
-from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing, fused_inference
-from hrvit_kernels.ops import conv_affine_act, gelu_mlp, hlg_global_attention, resize_sum
+from hrvit_kernels.modules.batchnorm import conv_bn_act, fused_inference
+from hrvit_kernels.modules.hlg import HEAD_DIM, DynamicPositionBias, SpatialSmoothing
+from hrvit_kernels.ops import gelu_mlp, hlg_global_attention, resize_sum
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 
 LN_EPS = 1e-5
@@ -124,18 +124,12 @@ class HLGUPHead(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         maps = [features[i] for i in self.in_index]
         size = maps[0].shape[-2:]
-        x = self._fuse(torch.cat([m if m.shape[-2:] == size else resize_sum([m], size) for m in maps], 1))
+        x = torch.cat([m if m.shape[-2:] == size else resize_sum([m], size) for m in maps], 1)
+        x = conv_bn_act(self.conv_0, self.syncbn_fc_0, x, "relu")
         for layer in self.decode_transformer:
             x = layer(x)
         x = self.conv_seg(self.dropout(x))
         return resize_sum([x], (4 * size[0], 4 * size[1]))  # bilinear, half-pixel centres
-
-    def _fuse(self, x: torch.Tensor) -> torch.Tensor:
-        """conv_0, BatchNorm, ReLU: one op for inference (a Winograd convolution on CPU)."""
-        if not fused_inference(self.syncbn_fc_0):
-            return F.relu(self.syncbn_fc_0(self.conv_0(x)))
-        return conv_affine_act(x, self.conv_0.weight, self.conv_0.bias, *eval_affine(self.syncbn_fc_0), padding=1,
-                               activation="relu")
 
 
 class FCNHead(nn.Module):
@@ -164,5 +158,5 @@ class FCNHead(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[self.in_index]
         for block in self.convs:
-            x = F.relu(block.bn(block.conv(x)))
+            x = conv_bn_act(block.conv, block.bn, x, "relu")
         return self.conv_seg(self.dropout(x))

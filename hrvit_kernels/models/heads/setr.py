@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.models.heads._release_keywords import check_release_keywords
+from hrvit_kernels.modules.batchnorm import conv_bn_act
 
 
 def _up(x: torch.Tensor, scale: int | None = None, size=None, align_corners: bool = False) -> torch.Tensor:
@@ -76,7 +77,7 @@ class SETRUpHead(_BaseHead):
         tokens = inputs[self.in_index]
         x = self._layer_norm(self.norm, tokens)
         for i, scale in enumerate(self.upsampling):
-            x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)))
+            x = conv_bn_act(getattr(self, f"conv_{i}"), getattr(self, f"syncbn_fc_{i}"), x, "relu")
             if scale > 1:
                 x = _up(x, scale, align_corners=self.align_corners)
         x = getattr(self, f"conv_{self.num_layers}")(x)
