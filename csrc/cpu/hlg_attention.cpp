@@ -43,12 +43,42 @@ index_t window_count(const HlgLocalShape& s) {
   return ceil_div(s.height, kWindow) * ceil_div(s.width, kWindow);
 }
 
-// Adds the window's base-2 bias to S^T (n keys from j0 x kQueryBlock; m queries from i0): table[query slot][key slot].
-void add_window_bias(float* ST, const float* table, const std::vector<index_t>& slots, index_t i0, index_t m,
-                     index_t j0, index_t n) {
-  for (index_t r = 0; r < n; ++r)
-    for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += table[slots[i0 + i] * kArea + slots[j0 + r]];
-}
+// The heads' 49 x 49 window biases in base 2, like the logits, in two layouts: table(head)[query slot][key
+// slot] for windows cut by the map's edge (slots gathered one by one), and key-major rows padded with zeros to
+// whole query blocks for whole windows, whose slots are 0..48 in order: a key's biases for a query block are
+// then one contiguous run of vectors (a third of the stage-1 local attention's forward went to the gathered
+// adds before).
+class WindowBias {
+ public:
+  static constexpr index_t kPaddedArea = (kArea + kQueryBlock - 1) / kQueryBlock * kQueryBlock;
+
+  WindowBias(const float* bias, index_t heads)
+      : table_(bias, bias + heads * kArea * kArea), key_major_(heads * kArea * kPaddedArea, 0.0f) {
+    for (float& x : table_) x *= kLog2e;
+    for (index_t h = 0; h < heads; ++h)
+      for (index_t query = 0; query < kArea; ++query)
+        for (index_t key = 0; key < kArea; ++key)
+          key_major_[(h * kArea + key) * kPaddedArea + query] = table_[(h * kArea + query) * kArea + key];
+  }
+
+  // Adds head's bias to S^T (n keys from j0 x kQueryBlock; m queries from i0) of a window with these slots.
+  void add(float* ST, index_t head, const std::vector<index_t>& slots, index_t i0, index_t m, index_t j0,
+           index_t n) const {
+    if (static_cast<index_t>(slots.size()) == kArea) {  // a whole window; columns past m get zeros or biases
+      const float* rows = key_major_.data() + (head * kArea + j0) * kPaddedArea + i0;
+      for (index_t r = 0; r < n; ++r)
+        for (index_t i = 0; i < kQueryBlock; i += kLanes)
+          store(ST + r * kQueryBlock + i, load(ST + r * kQueryBlock + i) + load(rows + r * kPaddedArea + i));
+      return;
+    }
+    const float* table = table_.data() + head * kArea * kArea;
+    for (index_t r = 0; r < n; ++r)
+      for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += table[slots[i0 + i] * kArea + slots[j0 + r]];
+  }
+
+ private:
+  std::vector<float> table_, key_major_;
+};
 
 // Values as rows when the head dim is whole vectors (as in cswin_attention.cpp), else as V^T.
 bool value_rows(index_t d) { return d % kLanes == 0 && d >= 2 * kLanes; }
@@ -76,8 +106,7 @@ void hlg_local_attention_forward(const HlgLocalShape& s, TokenTensor q, TokenTen
                                  float* lse, int num_threads) {
   const index_t d = s.channels / s.heads, C = s.channels, N = s.height * s.width;
   const index_t units = s.batch * window_count(s) * s.heads;
-  std::vector<float> bias2(bias, bias + s.heads * kArea * kArea);  // in base 2, like the logits
-  for (float& x : bias2) x *= kLog2e;
+  const WindowBias window_bias(bias, s.heads);
   const bool rows = value_rows(d);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(thread_count(num_threads))
@@ -93,7 +122,6 @@ void hlg_local_attention_forward(const HlgLocalShape& s, TokenTensor q, TokenTen
       const index_t head = u % s.heads, window = (u / s.heads) % window_count(s), b = u / s.heads / window_count(s);
       window_tokens(s, window, tokens, slots);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = head * d;
-      const float* table = bias2.data() + head * kArea * kArea;
       gather(q, b, tokens, c0, d, K.data());  // the query is the key
       if (rows)
         gather(v, b, tokens, c0, d, V.data());
@@ -102,7 +130,7 @@ void hlg_local_attention_forward(const HlgLocalShape& s, TokenTensor q, TokenTen
       for (index_t i0 = 0; i0 < L; i0 += kQueryBlock) {
         const index_t m = std::min(kQueryBlock, L - i0);
         gather_columns(q, b, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
-        auto add_bias = [&](float* ST, index_t j0, index_t n) { add_window_bias(ST, table, slots, i0, m, j0, n); };
+        auto add_bias = [&](float* ST, index_t j0, index_t n) { window_bias.add(ST, head, slots, i0, m, j0, n); };
         if (rows)
           attend_columns<true>(QT.data(), K.data(), d, V.data(), d, L, d, w, O.data(), block_lse.data(), add_bias);
         else
@@ -126,8 +154,7 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
                                   float* grad_v, float* grad_bias, int num_threads) {
   const index_t d = s.channels / s.heads, C = s.channels, N = s.height * s.width;
   const index_t units = s.batch * window_count(s) * s.heads, table_size = s.heads * kArea * kArea;
-  std::vector<float> bias2(bias, bias + table_size);
-  for (float& x : bias2) x *= kLog2e;
+  const WindowBias window_bias(bias, s.heads);
   const int threads = thread_count(num_threads);
   std::vector<std::vector<float>> grad_bias_parts(static_cast<size_t>(threads));
 #ifdef _OPENMP
@@ -150,7 +177,6 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
       const index_t head = u % s.heads, window = (u / s.heads) % window_count(s), b = u / s.heads / window_count(s);
       window_tokens(s, window, tokens, slots);
       const index_t L = static_cast<index_t>(tokens.size()), c0 = head * d;
-      const float* table = bias2.data() + head * kArea * kArea;
       float* table_grad = my_grad_bias.data() + head * kArea * kArea;
       for (auto* buf : {&Q, &dO, &O}) std::fill(buf->begin(), buf->end(), 0.0f);
       for (auto* buf : {&D, &row_lse}) std::fill(buf->begin(), buf->end(), 0.0f);
@@ -169,7 +195,7 @@ void hlg_local_attention_backward(const HlgLocalShape& s, TokenTensor q, TokenTe
         gather_columns(q, b, tokens.data() + i0, m, kQueryBlock, c0, d, s.scale * kLog2e, QT.data(), kQueryBlock);
         transpose(kQueryBlock, d, dO.data() + i0 * d, d, dOT.data(), kQueryBlock);
         std::fill(dQT.begin(), dQT.end(), 0.0f);
-        auto add_bias = [&](float* PT, index_t j0, index_t n) { add_window_bias(PT, table, slots, i0, m, j0, n); };
+        auto add_bias = [&](float* PT, index_t j0, index_t n) { window_bias.add(PT, head, slots, i0, m, j0, n); };
         auto collect = [&](const float* dST, index_t j0, index_t n) {
           for (index_t r = 0; r < n; ++r)
             for (index_t i = 0; i < m; ++i) table_grad[slots[i0 + i] * kArea + slots[j0 + r]] += dST[r * kQueryBlock + i];
@@ -204,10 +230,25 @@ struct GlobalBias {
   }
   index_t key_offset(index_t key) const { return key / grid_width * row_stride() + key % grid_width; }
   // S^T (n keys from j0 x kQueryBlock) += the bias of the m queries whose query_base values are given.
+  // Queries of one image row have consecutive bases: each such run is a contiguous stretch of every key's
+  // table row, added as vectors (one gathered element at a time cost a third of the stage-1 forward).
   void add(float* ST, const index_t* bases, index_t m, index_t j0, index_t n) const {
+    index_t run_start[kQueryBlock], run_length[kQueryBlock], runs = 0;
+    for (index_t i = 0; i < m; ++i) {
+      if (i > 0 && bases[i] == bases[i - 1] + 1) {
+        ++run_length[runs - 1];
+      } else {
+        run_start[runs] = i;
+        run_length[runs++] = 1;
+      }
+    }
     for (index_t r = 0; r < n; ++r) {
       const float* row = table - key_offset(j0 + r);
-      for (index_t i = 0; i < m; ++i) ST[r * kQueryBlock + i] += row[bases[i]];
+      for (index_t run = 0; run < runs; ++run) {
+        float* __restrict__ dst = ST + r * kQueryBlock + run_start[run];
+        const float* __restrict__ src = row + bases[run_start[run]];
+        for (index_t x = 0; x < run_length[run]; ++x) dst[x] += src[x];
+      }
     }
   }
   // The gradient of that bias: dS^T summed into a table of the same layout.
