@@ -66,7 +66,7 @@ class DynamicPositionBias(nn.Module):
 
     def _table(self, hw) -> torch.Tensor:
         offsets = offset_table(hw, self.pos_proj.weight.device, self.pos_proj.weight.dtype)
-        return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets)))).t()
+        return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets)))).t().contiguous()  # as the kernels read it
 
     def grid_bias(self, hw) -> torch.Tensor:
         """(heads, H*W, H*W): the bias between every two cells of an H x W grid."""
