@@ -3,12 +3,10 @@ conv + BatchNorm + activation layers that run as one op for inference."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hrvit_kernels.ops import conv_affine_act
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+from hrvit_kernels.ops.hlg_conv_blocks.reference import ACTIVATIONS
 
 
 def eval_affine(norm: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,6 +26,6 @@ def conv_bn_act(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor, activati
     """activation(norm(conv(x))), "gelu" or "relu": one op for inference (:func:`hrvit_kernels.conv_affine_act`,
     a Winograd convolution for 3x3 stride-1 layers on large maps on CPU)."""
     if not fused_inference(norm):
-        return _ACTIVATIONS[activation](norm(conv(x)))
+        return ACTIVATIONS[activation](norm(conv(x)))
     return conv_affine_act(x, conv.weight, conv.bias, *eval_affine(norm), conv.stride[0], conv.padding[0],
                            conv.groups, activation)

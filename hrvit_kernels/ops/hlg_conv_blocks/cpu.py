@@ -89,8 +89,9 @@ def conv_affine_act(x, weight, bias, scale, shift, stride: int, padding: int, gr
 
 _ACTIVATION_CODES = {"gelu": 2, "relu": 1}  # the kernels' (0: none)
 # Winograd against oneDNN's direct convolution on the 2-core development machine: 1.32x on HLG's 112 x 112 x 96
-# stem conv, 1.46x on SETR-HLG's 128 x 128 x 1440 -> 512 fusion conv, even at 28 x 28 x 48 (196 tiles), 0.6-0.7x
-# on 14 x 14 maps and with 24 channels: below these sizes its 16 products are too small for the BLAS.
+# stem conv, 1.5-1.6x on SETR-HLG's 128 x 128 x 1440 -> 512 fusion conv, 1.4-1.6x on SETR-PUP's 256-channel
+# layers, even at 28 x 28 x 48 (196 tiles), 0.6-0.7x on 14 x 14 maps and with 24 channels: below these sizes its
+# 16 products are too small for the BLAS.
 WINOGRAD_MIN_TILES, WINOGRAD_MIN_CHANNELS = 400, 32
 _WINOGRAD_TILES = 512  # tiles per chunk of the products, fewer when the channels are many (_CHUNK_BYTES)
 _WINOGRAD_CHUNK_BYTES = 16 << 20  # one chunk's transformed inputs or products: stays in the last-level cache
