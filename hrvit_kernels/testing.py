@@ -34,6 +34,18 @@ def on_backend(model: nn.Module, backend: str) -> Iterator[nn.Module]:
         yield model
 
 
+def with_batchnorm_statistics(module: nn.Module) -> nn.Module:
+    """Every BatchNorm of ``module`` with random running statistics and affine parameters (a fresh one's are an
+    identity, under which a wrongly applied affine would pass)."""
+    for norm in module.modules():
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.data.normal_()
+            norm.bias.data.normal_()
+    return module
+
+
 def randn(*shape, dtype=torch.float32, device="cpu", requires_grad=False, scale=1.0,
           generator=None) -> torch.Tensor:
     """Random normal test input (never zeros)."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import hrvit_kernels as hk
 from hrvit_kernels.models.hlg import HLGClassifier, _DepthwiseMLP, _DownProj
 from hrvit_kernels.modules.hlg import ConvBNGELU, SpatialSmoothing
-from hrvit_kernels.testing import assert_compiled_matches_eager, non_contiguous, randn
+from hrvit_kernels.testing import assert_compiled_matches_eager, non_contiguous, randn, with_batchnorm_statistics
 from op_cases import compare_with_reference, with_dtypes
 
 CPP = [pytest.param("cpp", marks=pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built"))]
@@ -108,13 +108,7 @@ def test_opcheck_and_fullgraph_compile(backend):
 
 
 def _module_with_statistics(in_channels, channels, stride) -> _DepthwiseMLP:
-    mlp = _DepthwiseMLP(in_channels, channels, stride)
-    for norm in (mlp.norm1, mlp.norm2):
-        norm.running_mean.normal_()
-        norm.running_var.uniform_(0.5, 2.0)
-        norm.weight.data.normal_()
-        norm.bias.data.normal_()
-    return mlp
+    return with_batchnorm_statistics(_DepthwiseMLP(in_channels, channels, stride))
 
 
 @pytest.mark.parametrize("backend", ["reference", *CPP])
@@ -249,23 +243,12 @@ def test_smoothing_and_conv_opcheck_and_fullgraph_compile(backend):
     assert_compiled_matches_eager(_conv(backend, 2, 1, 4, "relu"), inputs)
 
 
-def _with_statistics(module):
-    """Every BatchNorm with random running statistics and affine parameters."""
-    for norm in module.modules():
-        if isinstance(norm, torch.nn.BatchNorm2d):
-            norm.running_mean.normal_()
-            norm.running_var.uniform_(0.5, 2.0)
-            norm.weight.data.normal_()
-            norm.bias.data.normal_()
-    return module
-
-
 @pytest.mark.parametrize("backend", ["reference", *CPP])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_hlg_conv_modules_equal_their_batchnorm_sequences(backend, mode):
     """The smoothing, stem layer and down-projection: the op in eval mode, the sequence with the batch's
     statistics in training mode, both equal to the release's layers called one by one."""
-    smoothing, stem, down = (_with_statistics(m).train(mode == "train") for m in
+    smoothing, stem, down = (with_batchnorm_statistics(m).train(mode == "train") for m in
                              (SpatialSmoothing(16), ConvBNGELU(3, 8, 2), _DownProj(8, 16)))
     x = randn(2, 16, 9, 7)
     with hk.use_backend(backend), torch.set_grad_enabled(mode == "train"):

@@ -7,7 +7,7 @@ import torch
 import hrvit_kernels as hk
 from hrvit_kernels.flops import count_macs, count_params
 from hrvit_kernels.models import cross_entropy_with_aux
-from hrvit_kernels.testing import on_backend, randn
+from hrvit_kernels.testing import on_backend, randn, with_batchnorm_statistics
 
 from release_keys import model_keys, released_keys
 
@@ -97,13 +97,7 @@ def test_pup_inference_runs_its_conv_bn_relu_layers_as_one_op(backend, monkeypat
     calls = []
     op = batchnorm_modules.conv_affine_act
     monkeypatch.setattr(batchnorm_modules, "conv_affine_act", lambda *args: calls.append(args[-1]) or op(*args))
-    model = _tiny("setr_pup_vit_l").eval()
-    for norm in model.modules():
-        if isinstance(norm, torch.nn.BatchNorm2d):
-            norm.running_mean.normal_()
-            norm.running_var.uniform_(0.5, 2.0)
-            norm.weight.data.normal_()
-            norm.bias.data.normal_()
+    model = with_batchnorm_statistics(_tiny("setr_pup_vit_l")).eval()
     x = randn(1, 3, 80, 64)
     with on_backend(model, backend):
         with torch.no_grad():
