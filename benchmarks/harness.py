@@ -156,10 +156,14 @@ def device_slug(env: dict) -> str:
 
 
 class Progress:
-    """One line per finished step on stderr, with the step count and elapsed time."""
+    """One line per finished step on stderr, with the step count and elapsed time. The total starts as an
+    estimate; ``expect(planned, actual)`` corrects it once a step group's real size is known."""
 
     def __init__(self, total: int):
         self.total, self.done, self.start = total, 0, time.perf_counter()
+
+    def expect(self, planned: int, actual: int) -> None:
+        self.total += actual - planned
 
     def step(self, what: str) -> None:
         self.done += 1

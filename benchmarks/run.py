@@ -78,6 +78,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+IMPLS_PER_OP_ESTIMATE = 2  # a kernel backend and the reference; an op may have more (Triton and C++) or fewer
+
+
 def model_backends(requested) -> list[str]:
     if requested:
         return requested
@@ -229,6 +232,7 @@ def bench_model(spec, args, device, dtype, progress):
                 contenders[f"{b} bf16"] = under(b, lambda: _bf16_autocast(model, x))
             row["notes"].append("bf16 rows: the fp32 model under torch.autocast('cpu', dtype=torch.bfloat16)")
         contenders.update(deploy)
+    progress.expect(len(backends), len(contenders))  # bf16 and deployment rows join the planned backends
     with torch.no_grad():
         forward = measure_interleaved(contenders, device, args.warmup, args.repeats)
         expected = _first_output(under("reference", lambda: model(x))())
@@ -263,6 +267,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
     impls = {b: b for b in op_backends(case.op, args.backends, inputs)}
     impls.update({f"baseline:{name}": baseline(case.op, name) for name in args.baselines
                   if baseline(case.op, name) is not None})
+    progress.expect(IMPLS_PER_OP_ESTIMATE + len(args.baselines), len(impls))
     for label, impl in impls.items():
         with torch.no_grad():
             out = call(impl)
@@ -482,7 +487,7 @@ def main(argv=None) -> dict:
         op_cases += atm_cases(args.batch)
     op_cases += [c for (h, w) in op_sizes for v in args.hlg_variants for c in hlg_stage_cases(v, h, w, args.batch)]
     backends_per_model = len(model_backends(args.backends))
-    impls_per_op = 2 + len(args.baselines)  # an estimate: backends differ per op
+    impls_per_op = IMPLS_PER_OP_ESTIMATE + len(args.baselines)  # corrected per op (bench_op)
     progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases)
                         + (2 * backends_per_model if args.eval_images else 0)
                         + (backends_per_model if args.train_batch else 0))

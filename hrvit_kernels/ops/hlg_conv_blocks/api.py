@@ -68,7 +68,7 @@ def conv_affine_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """``activation(conv2d(x, weight, bias, stride, padding, groups=groups) * scale + shift)`` per output
     channel on an NCHW map: a conv followed by an eval-mode BatchNorm (as scale and shift, see
     :func:`depthwise_mlp`) and ``activation``, "gelu" (exact) or "relu", as in HLG's stem and down-projections
-    (GELU) and SETR-HLG's fusion conv (ReLU). ``bias`` may be None.
+    (GELU), SETR-HLG's fusion conv and SETR's heads (ReLU). ``bias`` may be None.
 
     Backends: "cpp" (3x3 stride-1 convolutions on large maps by Winograd's F(2x2, 3x3) with the affine and
     activation in its output transform, others by oneDNN on channels-last memory, then affine + activation in

@@ -62,7 +62,7 @@ def check_smoothing_inputs(x, weight1, bias1, scale1, shift1, weight2, bias2, sc
 def check_conv_inputs(x, weight, bias, scale, shift, stride, padding, groups, activation,
                       op: str = CONV_OP) -> tuple[int, int]:
     """Validates the arguments; returns the output's (height, width)."""
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"{op}: argument 'activation' must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     _checks.check_tensor(op, "x", x, 4)
     C = x.shape[1]
