@@ -60,7 +60,7 @@ inline void output_tile(const float* m, index_t k_stride, const WinogradShape& s
     t[0][e] = m0 + m1 + m2;
     t[1][e] = m1 - m2 - m3;
   }
-  const V sc = scale != nullptr ? load<V>(scale + c) : V{} + 1.0f, sh = load<V>(shift + c);
+  const V sc = load<V>(scale + c), sh = load<V>(shift + c);
   for (int a = 0; a < 2; ++a) {
     const index_t y = y0 + a;
     if (y >= s.height) break;

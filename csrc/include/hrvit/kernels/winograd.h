@@ -27,7 +27,7 @@ void winograd_input_transform(const WinogradShape& s, index_t first_row, index_t
                               int num_threads);
 
 // out (B, H, W, out_channels) contiguous, the tiles' pixels = activation(A^T m A * scale + shift) of the
-// products m (16, T, out_channels); a null scale means 1. Pixels outside the map are not written.
+// products m (16, T, out_channels). Pixels outside the map are not written.
 void winograd_output_transform(const WinogradShape& s, index_t first_row, index_t rows, const float* m,
                                const float* scale, const float* shift, Activation activation, float* out,
                                int num_threads);
