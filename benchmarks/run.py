@@ -78,7 +78,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-IMPLS_PER_OP_ESTIMATE = 2  # a kernel backend and the reference; an op may have more (Triton and C++) or fewer
+def planned_impls_per_op(args) -> int:
+    """The progress total's estimate of an op's rows: a kernel backend, the reference and each baseline (an op
+    may have more backends, Triton and C++, or lack a baseline; bench_op corrects the total)."""
+    return 2 + len(args.baselines)
 
 
 def model_backends(requested) -> list[str]:
@@ -267,7 +270,7 @@ def bench_op(case: OpCase, args, device, dtype, progress, copy_gbs, matmul_rate)
     impls = {b: b for b in op_backends(case.op, args.backends, inputs)}
     impls.update({f"baseline:{name}": baseline(case.op, name) for name in args.baselines
                   if baseline(case.op, name) is not None})
-    progress.expect(IMPLS_PER_OP_ESTIMATE + len(args.baselines), len(impls))
+    progress.expect(planned_impls_per_op(args), len(impls))
     for label, impl in impls.items():
         with torch.no_grad():
             out = call(impl)
@@ -487,8 +490,8 @@ def main(argv=None) -> dict:
         op_cases += atm_cases(args.batch)
     op_cases += [c for (h, w) in op_sizes for v in args.hlg_variants for c in hlg_stage_cases(v, h, w, args.batch)]
     backends_per_model = len(model_backends(args.backends))
-    impls_per_op = IMPLS_PER_OP_ESTIMATE + len(args.baselines)  # corrected per op (bench_op)
-    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs)) + impls_per_op * len(op_cases)
+    progress = Progress(len(args.models) * (backends_per_model + (not args.no_macs))
+                        + planned_impls_per_op(args) * len(op_cases)
                         + (2 * backends_per_model if args.eval_images else 0)
                         + (backends_per_model if args.train_batch else 0))
     load_before = load_per_core()
