@@ -11,5 +11,5 @@ from hrvit_kernels.ops.pointwise_conv import pointwise_conv
 from hrvit_kernels.ops.resize_sum import resize_sum
 
 __all__ = ["BACKENDS", "attention_to_mask", "conv_affine_act", "cswin_attention", "depthwise_conv3x3", "depthwise_mlp",
-           "gelu_mlp", "hlg_global_attention", "hlg_local_attention", "kronecker_mlp", "mix_conv_gelu", "pointwise_conv",
-           "resize_sum", "spatial_smoothing", "use_backend"]
+           "gelu_mlp", "hlg_global_attention", "hlg_local_attention", "kronecker_mlp", "mix_conv_gelu",
+           "pointwise_conv", "resize_sum", "spatial_smoothing", "use_backend"]
