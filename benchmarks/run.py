@@ -72,6 +72,10 @@ def parse_args(argv=None):
                         "crop (0: skip)")
     p.add_argument("--eval-images", type=int, default=4,
                    help="synthetic 512 x 683 ADE20K-layout images of the evaluation-throughput row (0: skip)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="CPU: keep freed memory mapped, as the package's Segmenter does (hrvit_kernels."
+                        "keep_freed_memory), for every contender of the run; by default glibc's malloc hands large "
+                        "blocks back and each pass faults its activations in again")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
                    help="folder of the report (default benchmarks/out, ignored by git; the committed "
                         "figures: benchmarks/results)")
@@ -398,7 +402,9 @@ def to_markdown(report: dict) -> str:
     lines = [f"# hrvit_kernels benchmark — {env.get('gpu') or env['processor']} ({env['device']})", "",
              f"{env['date']}; torch {env['torch']}, triton {env['triton']}, python {env['python']}, "
              f"{env['torch_threads']} threads; dtype {report['config']['dtype']}"
-             + "".join(f"; {k}={v}" for k, v in env.get("tuning_env", {}).items()) + ".", ""]
+             + "".join(f"; {k}={v}" for k, v in env.get("tuning_env", {}).items())
+             + ("; freed memory kept mapped (hrvit_kernels.keep_freed_memory)" if env.get("kept_freed_memory") else "")
+             + ".", ""]
     if report["models"]:
         lines += ["## Models", "",
                   "| model | params | GMACs (ours) | GMACs (release, fvcore) | paper params / GFLOPs |",
@@ -495,7 +501,10 @@ def main(argv=None) -> dict:
                         + (2 * backends_per_model if args.eval_images else 0)
                         + (backends_per_model if args.train_batch else 0))
     load_before = load_per_core()
-    report = {"environment": environment(device), "config": {**vars(args), "out": str(args.out)},
+    # Every contender runs in this process, so the allocator setting applies to all of them alike.
+    kept_freed_memory = device.type == "cpu" and args.keep_freed_memory and hk.keep_freed_memory()
+    report = {"environment": {**environment(device), "kept_freed_memory": kept_freed_memory},
+              "config": {**vars(args), "out": str(args.out)},
               "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
               "models": [], "ops": []}
     for name in args.models:

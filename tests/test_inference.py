@@ -1,6 +1,10 @@
 """Inference: images of every kind users have, the releases' test configurations, whole / slide / multi-scale +
 flip inference (slide equal to whole under one window and to a hand-computed average on a 2 x 2 grid), the
-pictures, and the command line's segment path on a real photograph."""
+pictures, the command line's segment path on a real photograph, and the kept freed memory of CPU inference."""
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +12,8 @@ from PIL import Image
 
 import hrvit_kernels as hk
 from hrvit_kernels.data import classes_of
-from hrvit_kernels.inference import (InferenceConfig, Segmenter, colorize, inference_config, overlay, read_image,
-                                     rescaled_size, save_png, window_starts)
+from hrvit_kernels.inference import (InferenceConfig, Segmenter, colorize, inference_config, memory, overlay,
+                                     read_image, rescaled_size, save_png, window_starts)
 
 PLAIN = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
@@ -182,3 +186,41 @@ def test_one_call_inference_with_a_built_model_or_a_name():
         hk.inference(model, rgb)
     with pytest.raises(ValueError, match="Segmenter: argument 'amp' must be None, 'bf16' or 'fp16'"):
         hk.inference(model, rgb, config=InferenceConfig(**PLAIN), amp="int8")
+
+
+# Allocates, fills and frees a 64 MiB tensor (16,384 pages), then prints the page faults per round of six later
+# rounds: with glibc's defaults each round maps the block afresh and faults all its pages in again.
+_FAULTS_PER_ROUND = """
+import resource, sys, torch
+import hrvit_kernels as hk
+applied = hk.keep_freed_memory() if sys.argv[1] == "keep" else None
+for _ in range(3):
+    torch.empty(16 << 20).fill_(1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(6):
+    torch.empty(16 << 20).fill_(1.0)
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 6)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_keep_freed_memory_stops_the_page_faults_of_repeated_allocations():
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_ROUND, mode], capture_output=True, text=True,
+                             check=True)
+        applied, per_round = out.stdout.split()
+        return applied, int(per_round)
+
+    assert faults("default")[1] > 16000
+    applied, per_round = faults("keep")
+    assert applied == "True" and per_round < 4000
+
+
+def test_segmenter_keeps_freed_memory_on_cpu_unless_told_not_to(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    model = hk.create_model("hrvit_b1_segformer", num_classes=3)
+    Segmenter(model, inference_config("hrvit_b1_segformer"), keep_freed_memory=False)
+    assert calls == []
+    Segmenter(model, inference_config("hrvit_b1_segformer"))
+    assert calls == [1]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from hrvit_kernels.inference import memory
 from hrvit_kernels.inference.images import read_image
 from hrvit_kernels.data.datasets import BASE_SCALES
 from hrvit_kernels.models.cards import CARDS, model_card
@@ -68,11 +69,13 @@ class Segmenter:
     configuration's ("whole" or "slide"); ``scales``: ratios of the base scale (``MS_RATIOS`` for the
     releases' multi-scale test); ``flip`` adds horizontally flipped passes; softmax scores are averaged.
     Windows run in batches of ``batch_size``; ``amp`` ("bf16" or "fp16") runs under autocast on the model's
-    device (CPU bf16 pays off where the CPU has AVX-512-BF16 or AMX).
+    device (CPU bf16 pays off where the CPU has AVX-512-BF16 or AMX). On CPU, ``keep_freed_memory`` (default
+    True) calls ``hrvit_kernels.inference.keep_freed_memory()`` so that repeated passes reuse the pages of the
+    last one instead of faulting them in again (process-wide; the process keeps its peak memory resident).
     """
 
     def __init__(self, model: torch.nn.Module, config: InferenceConfig, device=None, amp: str | None = None,
-                 batch_size: int = 4):
+                 batch_size: int = 4, keep_freed_memory: bool = True):
         if amp not in (None, "bf16", "fp16"):
             raise ValueError(f"Segmenter: argument 'amp' must be None, 'bf16' or 'fp16', got {amp!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -80,6 +83,8 @@ class Segmenter:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.config, self.amp, self.batch_size = config, amp, batch_size
+        if keep_freed_memory and self.device.type == "cpu":
+            memory.keep_freed_memory()
 
     def _autocast(self):
         if self.amp is None:
