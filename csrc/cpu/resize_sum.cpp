@@ -15,7 +15,7 @@
 namespace hrvit {
 namespace {
 
-constexpr index_t kRowsPerTask = 8;
+constexpr index_t kRowsPerTask = 16;
 
 // The two source indices of each output index along one axis and the weight of the upper one, computed
 // as PyTorch does in fp32: src = max(in / out * (dst + 0.5) - 0.5, 0). int32 indices, so the gather
@@ -42,43 +42,73 @@ struct MapTaps {
   AxisTaps rows, cols;
 };
 
-// out_row (=, or += when accumulate) the resize of one map's plane at output row y; T is the map's
-// element type (float or bf16_t).
+// Row r of one map's plane resized horizontally to `width` columns: out[x] = (1 - wx) src[lo] + wx src[hi].
+// T is the map's element type (float or bf16_t).
 template <typename T>
-void resize_row(const ResizeSource& map, const MapTaps& taps, index_t plane, index_t y, index_t width,
-                bool accumulate, float* __restrict blended, float* __restrict out_row) {
-  const T* src = static_cast<const T*>(map.data) + plane * map.height * map.width;
-  const T* r0 = src + taps.rows.lo[y] * map.width;
-  const T* r1 = src + taps.rows.hi[y] * map.width;
-  const float wy = taps.rows.w_hi[y];
-  // Vertical blend first: one pass over the (short) source row instead of four gathers per output.
-  for (index_t x = 0; x < map.width; ++x) blended[x] = (1.0f - wy) * to_float(r0[x]) + wy * to_float(r1[x]);
-  const int32_t* __restrict lo = taps.cols.lo.data();
-  const int32_t* __restrict hi = taps.cols.hi.data();
-  const float* __restrict wx = taps.cols.w_hi.data();
+void widen_row(const ResizeSource& map, const AxisTaps& cols, index_t plane, index_t r, index_t width,
+               float* __restrict blended, float* __restrict out) {
+  const T* row = static_cast<const T*>(map.data) + (plane * map.height + r) * map.width;
+  load_row(row, map.width, blended);
+  const int32_t* __restrict lo = cols.lo.data();
+  const int32_t* __restrict hi = cols.hi.data();
+  const float* __restrict wx = cols.w_hi.data();
+  for (index_t x = 0; x < width; ++x) out[x] = (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+}
+
+// out (=, or += when accumulate) (1 - wy) top + wy bottom.
+inline void blend_rows(const float* __restrict top, const float* __restrict bottom, float wy, index_t width,
+                       bool accumulate, float* __restrict out) {
   if (accumulate) {
-    for (index_t x = 0; x < width; ++x)
-      out_row[x] += (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+    for (index_t x = 0; x < width; ++x) out[x] += (1.0f - wy) * top[x] + wy * bottom[x];
   } else {
-    for (index_t x = 0; x < width; ++x)
-      out_row[x] = (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+    for (index_t x = 0; x < width; ++x) out[x] = (1.0f - wy) * top[x] + wy * bottom[x];
   }
 }
 
-// out_row (=, or += when accumulate) row y of one map's plane that is already at the output size.
+// rows[y - y0] (=, or += when accumulate) output rows [y0, y1) of one map's plane resized to (height, width).
+// Horizontal pass first, on each source row the output rows read (as PyTorch orders the blend): a map
+// enlarged k times vertically gathers its columns once per source row instead of k times.
 template <typename T>
-void add_row(const ResizeSource& map, index_t plane, index_t y, index_t width, bool accumulate,
-             float* __restrict out_row) {
-  const T* row = static_cast<const T*>(map.data) + (plane * map.height + y) * width;
-  if (accumulate) {
-    for (index_t x = 0; x < width; ++x) out_row[x] += to_float(row[x]);
-  } else {
-    load_row(row, width, out_row);
+void resize_rows(const ResizeSource& map, const MapTaps& taps, index_t plane, index_t y0, index_t y1,
+                 index_t width, bool accumulate, float* blended, std::vector<float>& widened_rows,
+                 float* __restrict rows) {
+  const index_t first = taps.rows.lo[y0], last = taps.rows.hi[y1 - 1];
+  // Rows [first, last] are all read when the map is not taller than the output (its taps advance by at
+  // most one source row per output row); a taller map skips rows, so only the read ones are widened.
+  const bool dense = last - first + 1 <= 2 * (y1 - y0);
+  float* widened = kept(widened_rows, (dense ? last - first + 1 : 2) * width);
+  if (dense)
+    for (index_t r = first; r <= last; ++r)
+      widen_row<T>(map, taps.cols, plane, r, width, blended, widened + (r - first) * width);
+  for (index_t y = y0; y < y1; ++y) {
+    const float *top = widened, *bottom = widened + width;
+    if (dense) {
+      top = widened + (taps.rows.lo[y] - first) * width;
+      bottom = widened + (taps.rows.hi[y] - first) * width;
+    } else {  // this output row's two source rows
+      widen_row<T>(map, taps.cols, plane, taps.rows.lo[y], width, blended, widened);
+      widen_row<T>(map, taps.cols, plane, taps.rows.hi[y], width, blended, widened + width);
+    }
+    blend_rows(top, bottom, taps.rows.w_hi[y], width, accumulate, rows + (y - y0) * width);
   }
 }
 
-// The forward pass with output element type Out: rows are summed in fp32 (in the output itself when it
-// is fp32, else in a row of scratch) and stored once.
+// rows[y - y0] (=, or += when accumulate) output rows [y0, y1) of one map's plane that is already at the
+// output size.
+template <typename T>
+void add_rows(const ResizeSource& map, index_t plane, index_t y0, index_t y1, index_t width, bool accumulate,
+              float* __restrict rows) {
+  const T* src = static_cast<const T*>(map.data) + (plane * map.height + y0) * width;
+  const index_t n = (y1 - y0) * width;
+  if (accumulate) {
+    for (index_t i = 0; i < n; ++i) rows[i] += to_float(src[i]);
+  } else {
+    load_row(src, n, rows);
+  }
+}
+
+// The forward pass with output element type Out: each task's rows are summed in fp32 (in the output itself
+// when it is fp32, else in scratch rows), map after map in order, and stored once.
 template <typename Out>
 void resize_sum_rows(index_t planes, index_t height, index_t width, const ResizeSource* maps, int num_maps,
                      Out* out, int num_threads) {
@@ -91,32 +121,29 @@ void resize_sum_rows(index_t planes, index_t height, index_t width, const Resize
   const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
     constexpr bool kSumInOutput = std::is_same_v<Out, float>;
-    thread_local std::vector<float> blended_rows, sum_rows;
-    float* blended = kept(blended_rows, widest);
-    float* sum = kSumInOutput ? nullptr : kept(sum_rows, width);
-    const index_t plane = task / row_tasks;
-    const index_t y_end = std::min(height, (task % row_tasks + 1) * kRowsPerTask);
-    for (index_t y = task % row_tasks * kRowsPerTask; y < y_end; ++y) {
-      Out* out_row = out + (plane * height + y) * width;
-      float* acc;
-      if constexpr (kSumInOutput)
-        acc = out_row;
+    thread_local std::vector<float> blended_row, widened_rows, sum_rows;
+    float* blended = kept(blended_row, widest);
+    const index_t plane = task / row_tasks, y0 = task % row_tasks * kRowsPerTask;
+    const index_t y1 = std::min(height, y0 + kRowsPerTask);
+    Out* out_rows = out + (plane * height + y0) * width;
+    float* rows;
+    if constexpr (kSumInOutput)
+      rows = out_rows;
+    else
+      rows = kept(sum_rows, (y1 - y0) * width);
+    for (int m = 0; m < num_maps; ++m) {
+      const ResizeSource& map = maps[m];
+      const bool at_size = map.height == height && map.width == width;
+      if (at_size && map.bf16)
+        add_rows<bf16_t>(map, plane, y0, y1, width, m > 0, rows);
+      else if (at_size)
+        add_rows<float>(map, plane, y0, y1, width, m > 0, rows);
+      else if (map.bf16)
+        resize_rows<bf16_t>(map, taps[m], plane, y0, y1, width, m > 0, blended, widened_rows, rows);
       else
-        acc = sum;
-      for (int m = 0; m < num_maps; ++m) {
-        const ResizeSource& map = maps[m];
-        const bool at_size = map.height == height && map.width == width;
-        if (at_size && map.bf16)
-          add_row<bf16_t>(map, plane, y, width, m > 0, acc);
-        else if (at_size)
-          add_row<float>(map, plane, y, width, m > 0, acc);
-        else if (map.bf16)
-          resize_row<bf16_t>(map, taps[m], plane, y, width, m > 0, blended, acc);
-        else
-          resize_row<float>(map, taps[m], plane, y, width, m > 0, blended, acc);
-      }
-      if constexpr (!kSumInOutput) store_row(sum, width, out_row);
+        resize_rows<float>(map, taps[m], plane, y0, y1, width, m > 0, blended, widened_rows, rows);
     }
+    if constexpr (!kSumInOutput) store_row(rows, (y1 - y0) * width, out_rows);
   });
 }
 
