@@ -15,7 +15,7 @@ from op_cases import compare_with_reference, with_dtypes
 CPP = [pytest.param("cpp", marks=pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built"))]
 
 # (B, C, H, W, hidden, out_channels, stride): odd and even sizes, maps narrower than the kernel's pixel block
-# (4), hidden widths with 16-, 8-, 4-lane and scalar remainders, 1 x 1 and 1-row maps.
+# (12 with AVX-512, else 4), hidden widths with 16-, 8-, 4-lane and scalar remainders, 1 x 1 and 1-row maps.
 CASES = [
     (1, 3, 7, 9, 20, 5, 1),
     (2, 4, 9, 13, 44, 7, 2),
@@ -23,6 +23,8 @@ CASES = [
     (1, 5, 1, 1, 37, 3, 2),
     (2, 6, 1, 10, 19, 6, 1),
     (1, 16, 17, 6, 96, 32, 1),
+    (1, 20, 3, 30, 24, 8, 1),  # rows wide enough for whole 12-pixel blocks of the C++ depthwise conv
+    (1, 20, 3, 53, 24, 8, 2),
 ]
 
 
@@ -285,7 +287,7 @@ def test_ops_serve_inference_only(backend, monkeypatch):
 
 
 # (B, C, H, W): aux_q's maps, odd sizes, channel remainders, a 1 x 1 map.
-DEPTHWISE_CASES = [(1, 5, 7, 9), (2, 40, 6, 11), (1, 96, 13, 12), (1, 3, 1, 1)]
+DEPTHWISE_CASES = [(1, 5, 7, 9), (2, 40, 6, 11), (1, 96, 13, 12), (1, 3, 1, 1), (1, 36, 3, 31)]
 
 
 @pytest.mark.parametrize("backend,dtype", with_dtypes(CPP))

@@ -12,9 +12,10 @@ from op_cases import (KERNEL_BACKENDS, cases, compare_with_reference, device_of,
                       skip_outside_the_interpreter_subset, with_dtypes)
 
 # (B, H, W, R): odd sizes, 1 x 1 images, R = 2, a channel block straddling the split (R/2 not a multiple
-# of the block), HRViT-sized R = 720 and 64.
+# of the block), HRViT-sized R = 720 and 64, and a row wide enough (30) for the C++ kernel's 12-pixel
+# blocks to run whole inside the image between two cut by its edges.
 CASES = [(2, 5, 7, 8), (1, 9, 4, 22), (1, 1, 1, 2), (1, 3, 3, 2), (2, 6, 6, 13), (2, 6, 6, 36), (1, 4, 5, 36),
-         (3, 2, 11, 720), (1, 3, 17, 64)]
+         (3, 2, 11, 720), (1, 3, 17, 64), (1, 4, 30, 40)]
 INTERPRETER_SUBSET = [(2, 5, 7, 8), (1, 9, 4, 22), (1, 3, 3, 2), (2, 6, 6, 36)]
 SUMMED = (2, 3, 4, 5)  # results 2..5: the weight and bias gradients, sums over every pixel
 
