@@ -47,9 +47,9 @@ def _dense(x, k, p, right_weight, right_bias, left_weight, left_bias) -> torch.T
 
 
 def _unswapped(x, k, p, right_weight, right_bias, left_weight, left_bias) -> torch.Tensor:
-    """The factored form with the left factor applied from the left, W_left @ (k, p) per token, so neither
-    axis is swapped and nothing is copied: at C = 128 and 256 (HRViT's stride-16 and stride-32 branches)
-    2x faster on CPU than the release's sequence, in fp32 and under bf16 autocast."""
+    """The factored form with the left factor applied from the left, W_left @ (k, p) per token, so the result
+    needs no axis swap back: at C = 128 and 256 (HRViT's stride-16 and stride-32 branches, 1024 and 256
+    tokens) 0.54 -> 0.25 and 0.12 -> 0.10 ms in fp32, 0.58 -> 0.25 and 0.28 -> 0.16 ms under bf16 autocast."""
     hidden = F.gelu(F.linear(x.reshape(*x.shape[:-1], k, p), right_weight, right_bias))
     return (torch.matmul(left_weight, hidden) + left_bias[:, None]).reshape(x.shape)
 
