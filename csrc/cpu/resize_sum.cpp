@@ -74,7 +74,8 @@ void resize_rows(const ResizeSource& map, const MapTaps& taps, index_t plane, in
                  float* __restrict rows) {
   const index_t first = taps.rows.lo[y0], last = taps.rows.hi[y1 - 1];
   // Rows [first, last] are all read when the map is not taller than the output (its taps advance by at
-  // most one source row per output row); a taller map skips rows, so only the read ones are widened.
+  // most one source row per output row). A map over about twice the output's height skips rows: then each
+  // output row widens just its own two.
   const bool dense = last - first + 1 <= 2 * (y1 - y0);
   float* widened = kept(widened_rows, (dense ? last - first + 1 : 2) * width);
   if (dense)
