@@ -43,16 +43,22 @@ struct MapTaps {
 };
 
 // Row r of one map's plane resized horizontally to `width` columns: out[x] = (1 - wx) src[lo] + wx src[hi].
-// T is the map's element type (float or bf16_t).
+// T is the map's element type (float or bf16_t); a bf16 row is converted into `converted` first.
 template <typename T>
 void widen_row(const ResizeSource& map, const AxisTaps& cols, index_t plane, index_t r, index_t width,
-               float* __restrict blended, float* __restrict out) {
+               float* __restrict converted, float* __restrict out) {
   const T* row = static_cast<const T*>(map.data) + (plane * map.height + r) * map.width;
-  load_row(row, map.width, blended);
+  const float* __restrict src;
+  if constexpr (std::is_same_v<T, float>) {
+    src = row;
+  } else {
+    load_row(row, map.width, converted);
+    src = converted;
+  }
   const int32_t* __restrict lo = cols.lo.data();
   const int32_t* __restrict hi = cols.hi.data();
   const float* __restrict wx = cols.w_hi.data();
-  for (index_t x = 0; x < width; ++x) out[x] = (1.0f - wx[x]) * blended[lo[x]] + wx[x] * blended[hi[x]];
+  for (index_t x = 0; x < width; ++x) out[x] = (1.0f - wx[x]) * src[lo[x]] + wx[x] * src[hi[x]];
 }
 
 // out (=, or += when accumulate) (1 - wy) top + wy bottom.
@@ -70,7 +76,7 @@ inline void blend_rows(const float* __restrict top, const float* __restrict bott
 // enlarged k times vertically gathers its columns once per source row instead of k times.
 template <typename T>
 void resize_rows(const ResizeSource& map, const MapTaps& taps, index_t plane, index_t y0, index_t y1,
-                 index_t width, bool accumulate, float* blended, std::vector<float>& widened_rows,
+                 index_t width, bool accumulate, float* converted, std::vector<float>& widened_rows,
                  float* __restrict rows) {
   const index_t first = taps.rows.lo[y0], last = taps.rows.hi[y1 - 1];
   // Rows [first, last] are all read when the map is not taller than the output (its taps advance by at
@@ -80,15 +86,15 @@ void resize_rows(const ResizeSource& map, const MapTaps& taps, index_t plane, in
   float* widened = kept(widened_rows, (dense ? last - first + 1 : 2) * width);
   if (dense)
     for (index_t r = first; r <= last; ++r)
-      widen_row<T>(map, taps.cols, plane, r, width, blended, widened + (r - first) * width);
+      widen_row<T>(map, taps.cols, plane, r, width, converted, widened + (r - first) * width);
   for (index_t y = y0; y < y1; ++y) {
     const float *top = widened, *bottom = widened + width;
     if (dense) {
       top = widened + (taps.rows.lo[y] - first) * width;
       bottom = widened + (taps.rows.hi[y] - first) * width;
     } else {  // this output row's two source rows
-      widen_row<T>(map, taps.cols, plane, taps.rows.lo[y], width, blended, widened);
-      widen_row<T>(map, taps.cols, plane, taps.rows.hi[y], width, blended, widened + width);
+      widen_row<T>(map, taps.cols, plane, taps.rows.lo[y], width, converted, widened);
+      widen_row<T>(map, taps.cols, plane, taps.rows.hi[y], width, converted, widened + width);
     }
     blend_rows(top, bottom, taps.rows.w_hi[y], width, accumulate, rows + (y - y0) * width);
   }
@@ -122,8 +128,8 @@ void resize_sum_rows(index_t planes, index_t height, index_t width, const Resize
   const index_t row_tasks = (height + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(planes * row_tasks, num_threads, [&](index_t task) {
     constexpr bool kSumInOutput = std::is_same_v<Out, float>;
-    thread_local std::vector<float> blended_row, widened_rows, sum_rows;
-    float* blended = kept(blended_row, widest);
+    thread_local std::vector<float> converted_row, widened_rows, sum_rows;
+    float* converted = kept(converted_row, widest);
     const index_t plane = task / row_tasks, y0 = task % row_tasks * kRowsPerTask;
     const index_t y1 = std::min(height, y0 + kRowsPerTask);
     Out* out_rows = out + (plane * height + y0) * width;
@@ -140,9 +146,9 @@ void resize_sum_rows(index_t planes, index_t height, index_t width, const Resize
       else if (at_size)
         add_rows<float>(map, plane, y0, y1, width, m > 0, rows);
       else if (map.bf16)
-        resize_rows<bf16_t>(map, taps[m], plane, y0, y1, width, m > 0, blended, widened_rows, rows);
+        resize_rows<bf16_t>(map, taps[m], plane, y0, y1, width, m > 0, converted, widened_rows, rows);
       else
-        resize_rows<float>(map, taps[m], plane, y0, y1, width, m > 0, blended, widened_rows, rows);
+        resize_rows<float>(map, taps[m], plane, y0, y1, width, m > 0, converted, widened_rows, rows);
     }
     if constexpr (!kSumInOutput) store_row(rows, (y1 - y0) * width, out_rows);
   });
