@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 
 # mallopt's parameter numbers (malloc.h) and the values set: blocks up to 1 GiB come from the heap, and freed
@@ -18,9 +19,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 
-_applied = False
 
-
+@functools.cache  # one outcome per process: the settings last, and the probe reads the interpreter's binary
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
 
@@ -32,9 +32,6 @@ def keep_freed_memory() -> bool:
 
     Returns True where the settings were applied (Linux with glibc), False elsewhere, where nothing changes.
     """
-    global _applied
-    if _applied:
-        return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -44,6 +41,5 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 where it took the setting.
-    _applied = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD,
-                                                                                TRIM_THRESHOLD_BYTES) == 1
-    return _applied
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD,
+                                                                           TRIM_THRESHOLD_BYTES) == 1
