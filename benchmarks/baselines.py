@@ -5,7 +5,7 @@ Every baseline computes the same function as the package's op (the report checks
   attention: partition + pad + matmul + softmax + matmul + merge; transposes + cuDNN/oneDNN depthwise
   convs + concat + GELU for MixCFN; matmul + mean + softmax + matmul for ATM; pad + partition + matmul +
   bias + masked softmax + matmul + merge for HLG's local attention, a bias gather + matmul + softmax +
-  matmul for its global attention).
+  matmul for its global attention; an add + layer_norm for the residual sum and norm).
 - ``sdpa``: scaled_dot_product_attention on the partitioned (padded, key-masked) stripes.
 - ``flex``: torch.compile(flex_attention) over each half's whole token sequence with a same-stripe
   mask_mod (block-sparse: only blocks that share a stripe are computed).
@@ -22,6 +22,7 @@ from hrvit_kernels.ops.cswin_attention import stripe_heads
 from hrvit_kernels.ops.cswin_attention.reference import cswin_attention_reference
 from hrvit_kernels.ops.hlg_attention.reference import (hlg_global_attention_reference,
                                                        hlg_local_attention_reference)
+from hrvit_kernels.ops.layer_norm.reference import add_layer_norm_reference
 from hrvit_kernels.ops.mixcfn.reference import mix_conv_gelu_reference
 from hrvit_kernels.ops.resize_sum.reference import resize_sum_reference
 
@@ -131,12 +132,18 @@ def _reference_hlg_global(q, k, v, hw, table):
     return hlg_global_attention_reference(q, k, v, hw, table, (q.shape[-1] // table.shape[0]) ** -0.5)
 
 
+def _reference_add_layer_norm(x, residual, weight, bias):
+    out_dtype = torch.promote_types(x.dtype, residual.dtype)
+    return tuple(add_layer_norm_reference(x, residual, weight, bias, 1e-5, out_dtype))
+
+
 # The uncompiled callables: "compile" is torch.compile of the op's reference.
 BASELINES = {
     "cswin_attention": {"compile": _reference_cswin, "sdpa": sdpa_cswin, "flex": flex_cswin},
     "mix_conv_gelu": {"compile": mix_conv_gelu_reference},
     "attention_to_mask": {"compile": _reference_atm},
     "resize_sum": {"compile": resize_sum_reference},
+    "add_layer_norm": {"compile": _reference_add_layer_norm},
     "hlg_local_attention": {"compile": _reference_hlg_local},
     "hlg_global_attention": {"compile": _reference_hlg_global},
 }

@@ -13,7 +13,7 @@ DEFAULT_MODELS = ["hrvit_b1_segformer", "hrvit_b2_segformer", "hrvit_b3_segforme
 
 @dataclass(frozen=True)
 class OpCase:
-    op: str         # "cswin_attention" | "mix_conv_gelu" | "attention_to_mask" | "resize_sum"
+    op: str         # a key of op_table.OPS
     label: str      # where the shape comes from
     shape: dict     # sizes the op's input factory takes
 
@@ -22,7 +22,8 @@ class OpCase:
 
 
 def hrvit_stage_cases(variant: str, height: int, width: int, batch: int) -> list[OpCase]:
-    """The stripe attention and MixCFN shapes of each branch of an HRViT variant at height x width."""
+    """The stripe attention, MixCFN and residual-sum + LayerNorm shapes of each branch of an HRViT variant at
+    height x width."""
     cfg = VARIANTS[variant]
     cases = []
     for branch, (C, sw, ratio) in enumerate(zip(cfg.widths, cfg.stripe_widths, cfg.mlp_ratios)):
@@ -32,6 +33,7 @@ def hrvit_stage_cases(variant: str, height: int, width: int, batch: int) -> list
         cases.append(OpCase("cswin_attention", label,
                             dict(B=batch, H=H, W=W, C=C, stripe_width=sw, head_dim=cfg.head_dim)))
         cases.append(OpCase("mix_conv_gelu", label, dict(B=batch, H=H, W=W, R=C * ratio)))
+        cases.append(OpCase("add_layer_norm", label, dict(B=batch, H=H, W=W, C=C)))
     return cases
 
 

@@ -11,6 +11,7 @@ from hrvit_kernels.ops.attention_to_mask import api as atm_api
 from hrvit_kernels.ops.cswin_attention import api as cswin_api
 from hrvit_kernels.ops.hlg_attention import api as hlg_api
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
+from hrvit_kernels.ops.layer_norm import api as layer_norm_api
 from hrvit_kernels.modules.hlg import HEAD_DIM
 from hrvit_kernels.ops.mixcfn import api as mix_api
 from hrvit_kernels.ops.resize_sum import api as resize_api
@@ -61,6 +62,12 @@ def _hlg_global(s, r):
     return inputs, (*inputs[:3], (s["H"], s["W"]), inputs[3])
 
 
+def _add_layer_norm(s, r):
+    n = s["H"] * s["W"]
+    inputs = (r(s["B"], n, s["C"]), r(s["B"], n, s["C"]), r(s["C"]), r(s["C"]))
+    return inputs, inputs
+
+
 OPS = {
     # k = v is read once
     "cswin_attention": BenchOp(hk.cswin_attention, cswin_api.AVAILABLE, _cswin,
@@ -73,6 +80,9 @@ OPS = {
                                    lambda s: 3 * s["B"] * s["H"] * s["W"] * s["C"]),
     "hlg_global_attention": BenchOp(hk.hlg_global_attention, hlg_api.AVAILABLE, _hlg_global,
                                     lambda s: s["B"] * (2 * s["H"] * s["W"] * s["C"] + 2 * s["M"] * s["C"])),
+    # x and residual read, their sum and the norm written
+    "add_layer_norm": BenchOp(hk.add_layer_norm, layer_norm_api.AVAILABLE, _add_layer_norm,
+                              lambda s: 4 * s["B"] * s["H"] * s["W"] * s["C"], compute_bound=False),
     "resize_sum": BenchOp(hk.resize_sum, resize_api.AVAILABLE, _resize,
                           lambda s: s["B"] * s["C"] * (sum(h * w for h, w in s["sizes"]) + s["size"][0] * s["size"][1]),
                           compute_bound=False),

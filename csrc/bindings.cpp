@@ -12,6 +12,7 @@
 #include "hrvit/kernels/cswin_attention.h"
 #include "hrvit/kernels/hlg_conv_blocks.h"
 #include "hrvit/kernels/hlg_attention.h"
+#include "hrvit/kernels/layer_norm.h"
 #include "hrvit/kernels/mixcfn.h"
 #include "hrvit/kernels/resize_sum.h"
 #include "hrvit/kernels/winograd.h"
@@ -61,6 +62,17 @@ void residual_affine_gelu_inplace(index_t rows, index_t cols, uintptr_t data, ui
                                   uintptr_t shift, int threads) {
   hrvit::residual_affine_gelu_inplace(rows, cols, ptr<float>(data), ptr<const float>(residual),
                                       ptr<const float>(scale), ptr<const float>(shift), threads);
+}
+
+// Addresses of 0 mean "no residual" and "do not store the sum".
+void add_layer_norm_forward(index_t rows, index_t cols, uintptr_t x, bool x_bf16, index_t x_row_stride,
+                            uintptr_t residual, bool residual_bf16, index_t residual_row_stride, uintptr_t weight,
+                            uintptr_t bias, float eps, uintptr_t sum, bool sum_bf16, uintptr_t out, bool out_bf16,
+                            int threads) {
+  hrvit::add_layer_norm_forward(rows, cols, {ptr<const void>(x), x_bf16, x_row_stride},
+                                {ptr<const void>(residual), residual_bf16, residual_row_stride},
+                                ptr<const float>(weight), ptr<const float>(bias), eps, {ptr<void>(sum), sum_bf16},
+                                {ptr<void>(out), out_bf16}, threads);
 }
 
 void depthwise_conv3_forward(index_t batch, index_t height, index_t width, index_t channels, index_t stride, bool gelu,
@@ -227,6 +239,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("affine_gelu_inplace", &affine_gelu_inplace, nogil);
   m.def("residual_affine_gelu_inplace", &residual_affine_gelu_inplace, nogil);
   m.def("depthwise_conv3_forward", &depthwise_conv3_forward, nogil);
+  m.def("add_layer_norm_forward", &add_layer_norm_forward, nogil);
   m.def("winograd_filter_transform", &winograd_filter_transform, nogil);
   m.def("winograd_input_transform", &winograd_input_transform, nogil);
   m.def("winograd_output_transform", &winograd_output_transform, nogil);

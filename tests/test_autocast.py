@@ -119,28 +119,39 @@ def test_resize_sum_under_autocast_promotes_to_the_widest_map():
 
 def test_hrvit_keeps_its_residual_stream_fp32_under_cpu_autocast(monkeypatch):
     """As under CUDA autocast (whose LayerNorm runs in fp32): the blocks add their bf16 branches to an fp32 sum,
-    and the bf16 logits are closer to float64 than with a bf16 stream; a bf16 model without autocast stays bf16."""
+    and the bf16 logits are closer to float64 than with a bf16 stream; a bf16 model without autocast stays bf16.
+    Both ways a block runs: its forward (the release sequence) and the inference step of the rewrites."""
     from hrvit_kernels.models import hrvit
 
     torch.manual_seed(0)
     model = hk.create_model("hrvit_b1_segformer", **FAMILIES["hrvit_b1_segformer"]).eval()
-    block_dtypes = set()
+    stream_dtypes = set()
     for m in model.modules():
         if isinstance(m, hrvit.HRViTBlock):
-            m.register_forward_hook(lambda m, i, out: block_dtypes.add(out.dtype))
+            m.register_forward_hook(lambda m, i, out: stream_dtypes.add(out.dtype))
+    inference_step = hrvit.HRViTBlock.inference_step
+
+    def recorded_step(self, *args):
+        x, pending = inference_step(self, *args)
+        stream_dtypes.add(x.dtype)
+        return x, pending
+
+    monkeypatch.setattr(hrvit.HRViTBlock, "inference_step", recorded_step)
     x = randn(1, 3, 128, 128)
-    with torch.no_grad():
-        expected = model.double()(x.double())
-        model.float()
-        block_dtypes.clear()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(x)
-        assert block_dtypes == {torch.float32}
-        monkeypatch.setattr(hrvit, "_residual_stream", lambda tokens: tokens)  # what autocast alone keeps: bf16
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16_stream_logits = model(x)
-        assert _rel(logits.double(), expected) < _rel(bf16_stream_logits.double(), expected)
-        monkeypatch.undo()
-        block_dtypes.clear()
-        model.bfloat16()(x.bfloat16())
-        assert block_dtypes == {torch.bfloat16}
+    for release in (True, False):
+        with torch.no_grad(), hk.release_ops(model, release):
+            expected = model.double()(x.double())
+            model.float()
+            stream_dtypes.clear()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(x)
+            assert stream_dtypes == {torch.float32}
+            with monkeypatch.context() as bf16_stream:  # what autocast alone keeps: bf16
+                bf16_stream.setattr(hrvit, "_residual_stream", lambda tokens: tokens)
+                bf16_stream.setattr(hrvit, "_residual_stream_dtype", lambda x: torch.bfloat16)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    bf16_stream_logits = model(x)
+            assert _rel(logits.double(), expected) < _rel(bf16_stream_logits.double(), expected)
+            stream_dtypes.clear()
+            model.bfloat16()(x.bfloat16())
+            assert stream_dtypes == {torch.bfloat16}

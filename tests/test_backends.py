@@ -112,6 +112,8 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
                         *per_channel(32), randn(128, 32, requires_grad=True), *per_channel(128)]
     # Wide enough for Winograd's transforms, the filters' included, to last a millisecond or more.
     conv_image, conv_weight = randn(1, 512, 64, 64, requires_grad=True), randn(512, 512, 3, 3, requires_grad=True)
+    # LayerNorm streams its rows once: 16 M elements last a few milliseconds.
+    rows, residual = randn(4, 256 * 256, 64, requires_grad=True), randn(4, 256 * 256, 64, requires_grad=True)
     runs = [lambda: hk.mix_conv_gelu(x, (128, 128), *mix_params, backend="cpp"),
             lambda: hk.hlg_local_attention(q, v, (128, 128), True, bias, backend="cpp"),
             lambda: hk.hlg_global_attention(q, window_tokens, window_tokens, (128, 128), table, backend="cpp"),
@@ -121,7 +123,8 @@ def test_cpp_kernels_release_the_gil(monkeypatch):
             lambda: hk.depthwise_mlp(image, *mlp_params, stride=2, backend="cpp"),
             lambda: hk.spatial_smoothing(smoothing_image, *smoothing_params, backend="cpp"),
             lambda: hk.conv_affine_act(conv_image, conv_weight, *per_channel(512), padding=1, activation="relu",
-                                       backend="cpp")]
+                                       backend="cpp"),
+            lambda: hk.add_layer_norm(rows, residual, *per_channel(64)[:2], backend="cpp")[1]]
     errors, done = [], threading.Event()
 
     def worker():

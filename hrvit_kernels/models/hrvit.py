@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
 from hrvit_kernels.modules import DES, DropPath, HRViTAttention, MixCFN, use_release_ops
+from hrvit_kernels.ops import add_layer_norm, layer_norm
 from hrvit_kernels.ops._checks import quiet_under_tracing
 
 STEM_WIDTH = 64
@@ -67,8 +68,13 @@ class PatchEmbed(nn.Module):
                                   nn.Conv2d(channels, channels, 3, padding=1, groups=channels))
         self.norm = nn.LayerNorm(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Tokens (B, H*W, C); with ``out_dtype`` (inference), the norm is the package's op and returns that
+        dtype."""
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        if out_dtype is None:
+            return self.norm(tokens)
+        return layer_norm(tokens, self.norm.weight, self.norm.bias, self.norm.eps, out_dtype)
 
 
 class HRViTBlock(nn.Module):
@@ -82,10 +88,34 @@ class HRViTBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = MixCFN(dim, dim * mlp_ratio)
         self.drop_path = DropPath(drop_path)
+        self.release_ops = use_release_ops()
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        if self.runs_inference_step():
+            x, delta = self.inference_step(x, None, H, W)
+            return _add_into_fresh(x, delta)
         x = x + self.drop_path(self.attn(self.attn_norm(x), H, W) + self.des(x))
         return x + self.drop_path(self.ffn(self.ffn_norm(x), H, W))
+
+    def runs_inference_step(self) -> bool:
+        """Eval mode, no gradient recorded and the rewrites chosen: the norms run as the package's op."""
+        return not self.release_ops and not self.training and not torch.is_grad_enabled()
+
+    def inference_step(self, x: torch.Tensor, pending: torch.Tensor | None, H: int,
+                       W: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block on input ``x + pending`` (pending: the previous block's last branch output, or None),
+        returned the same way, as (x, pending): each residual sum is fused into the norm that reads it, which
+        returns the dtype of the projections after it (a residual stream kept in fp32 under autocast is
+        neither converted nor summed with bf16 branch outputs separately)."""
+        norm = self.attn_norm
+        if pending is None:
+            normed = layer_norm(x, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+        else:
+            x, normed = add_layer_norm(x, pending, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+        delta = _add_into_fresh(self.attn(normed, H, W), self.des(x))
+        norm = self.ffn_norm
+        x, normed = add_layer_norm(x, delta, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+        return x, self.ffn(normed, H, W)
 
 
 class HRViTStage(nn.Module):
@@ -104,22 +134,60 @@ class HRViTStage(nn.Module):
         self.release_ops = use_release_ops()
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        # Inference runs the norms as the package's op, each straight into the dtype its readers want: the
+        # embedding's into the residual stream's, the final one into the fusion convs' (under autocast, bf16
+        # maps: no conversion in front of every conv that reads them); the blocks hand their last residual
+        # sum to the norm after them (HRViTBlock.inference_step).
+        inference = not self.release_ops and not torch.is_grad_enabled()
         outs = []
         for x, embed, blocks, norm in zip(maps, self.patch_embed, self.branches, self.norm):
             B, _, H, W = x.shape
-            tokens = _residual_stream(embed(x))
-            for blk in blocks:
-                if self.with_cp and tokens.requires_grad:
-                    tokens = checkpoint(blk, tokens, H, W, use_reentrant=False)
+            if inference and all(blk.runs_inference_step() for blk in blocks):
+                tokens, pending = embed(x, out_dtype=_residual_stream_dtype(x)), None
+                for blk in blocks:
+                    tokens, pending = blk.inference_step(tokens, pending, H, W)
+                out_dtype = _product_dtype(tokens)
+                if pending is None:
+                    normed = layer_norm(tokens, norm.weight, norm.bias, norm.eps, out_dtype)
                 else:
-                    tokens = blk(tokens, H, W)
-            maps_out = norm(tokens).transpose(1, 2).reshape(B, -1, H, W)  # a channels-last view
+                    normed = add_layer_norm(tokens, pending, norm.weight, norm.bias, norm.eps, out_dtype)[1]
+            else:
+                tokens = _residual_stream(embed(x))
+                for blk in blocks:
+                    if self.with_cp and tokens.requires_grad:
+                        tokens = checkpoint(blk, tokens, H, W, use_reentrant=False)
+                    else:
+                        tokens = blk(tokens, H, W)
+                normed = norm(tokens)
+            maps_out = normed.transpose(1, 2).reshape(B, -1, H, W)  # a channels-last view
             if not self.release_ops:
                 # One NCHW copy here instead of one inside every convolution and upsampling of the
                 # fusion block that reads this map (they copy channels-last inputs to NCHW each time).
                 maps_out = maps_out.contiguous()
             outs.append(maps_out)
         return outs
+
+
+def _product_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a Linear layer computes x in: the autocast dtype where autocast is on, else x's."""
+    if x.dtype.is_floating_point and torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def _add_into_fresh(total: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
+    """total + addend, in place when that keeps the sum's dtype (total must be a fresh result no one else holds)."""
+    if torch.promote_types(total.dtype, addend.dtype) == total.dtype:
+        return total.add_(addend)
+    return total + addend
+
+
+def _residual_stream_dtype(x: torch.Tensor) -> torch.dtype:
+    """The residual stream's dtype for tokens embedded from x: fp32 where autocast casts x (see
+    _residual_stream), else x's, the embedding convolution's output dtype."""
+    if x.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type):
+        return torch.float32
+    return x.dtype
 
 
 def _residual_stream(tokens: torch.Tensor) -> torch.Tensor:

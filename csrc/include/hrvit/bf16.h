@@ -36,6 +36,27 @@ inline float from_float<float>(float x) { return x; }
 template <>
 inline bf16_t from_float<bf16_t>(float x) { return to_bf16(x); }
 
+// One vector of kLanes bf16 values to fp32 and back (the same rounding as to_bf16), for kernels that keep
+// their rows in registers.
+typedef uint16_t vec_bf16 __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+typedef uint32_t vecu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+inline vecf load_bf16(const bf16_t* p) {
+  vec_bf16 half;
+  __builtin_memcpy(&half, p, sizeof(half));
+  const vecu bits = __builtin_convertvector(half, vecu) << 16;
+  vecf f;
+  __builtin_memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+inline void store_bf16(bf16_t* p, vecf f) {
+  vecu bits;
+  __builtin_memcpy(&bits, &f, sizeof(bits));
+  const vecu rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const vecu nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  const vec_bf16 half = __builtin_convertvector(nan ? vecu{} + 0x7FC0u : rounded, vec_bf16);
+  __builtin_memcpy(p, &half, sizeof(half));
+}
+
 // dst[0, n) = src[0, n) converted, for rows between an fp32 tile and a tensor of element type T.
 template <typename T>
 inline void load_row(const T* __restrict__ src, index_t n, float* __restrict__ dst) {

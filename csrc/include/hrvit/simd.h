@@ -52,6 +52,17 @@ inline V load(const float* p) {
 template <typename V>
 inline void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof(V)); }
 
+// The sum of a vector's lanes.
+inline float lane_sum(vecf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  float total = 0.0f;
+  for (index_t k = 0; k < kLanes; ++k) total += v[k];
+  return total;
+#endif
+}
+
 // dst[0, n) = src[0, n) for short rows such as one head's slice of a token: std::copy calls memmove,
 // which costs more than copying 32 floats (a tenth of the attention-to-mask forward went there).
 inline void copy_row(const float* __restrict__ src, index_t n, float* __restrict__ dst) {
