@@ -45,9 +45,9 @@ def test_benchmark_run_writes_json_and_markdown(tmp_path, capsys):
     assert "## Evaluation throughput" in (tmp_path / files[1]).read_text()
     assert set(saved["training"]["images_per_second"]) == {"reference", "auto"}  # training steps per backend
     ops = {(r["op"], r["label"]) for r in saved["ops"]}
-    # Two ops x four branches, the SegFormer head's two resizes, HLG's local attention in stages 1-3 and
+    # Three ops x four branches, the SegFormer head's two resizes, HLG's local attention in stages 1-3 and
     # global attention in all four.
-    assert len(ops) == 17 and sum(op.startswith("hlg") for op, _ in ops) == 7
+    assert len(ops) == 21 and sum(op.startswith("hlg") for op, _ in ops) == 7
     for r in saved["ops"]:
         assert "reference" in r["latency"] and all(e < 1e-4 for e in r["max_abs_error"].values())
         assert {e["forward"]["repeats"] for e in r["latency"].values()} == {2}

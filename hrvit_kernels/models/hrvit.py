@@ -169,8 +169,8 @@ class HRViTStage(nn.Module):
 
 
 def _product_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a Linear layer computes x in: the autocast dtype where autocast is on, else x's."""
-    if x.dtype.is_floating_point and torch.is_autocast_enabled(x.device.type):
+    """The dtype a Linear layer computes x in: the autocast dtype where autocast casts x, else x's."""
+    if x.dtype in (torch.float16, torch.bfloat16, torch.float32) and torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
     return x.dtype
 

@@ -28,15 +28,6 @@ def available(tensors) -> str | None:
     return None
 
 
-def runs_without_dispatcher() -> bool:
-    """Whether a checked call may run its C++ function directly instead of through its custom op: nothing
-    records the call (no gradient, no torch.compile, trace or export, no dispatch mode such as FlopCounterMode
-    or a fake-tensor mode, no torch.func transform). The custom op's Python dispatch costs about 20 us a call,
-    five times PyTorch's whole LayerNorm on a small map."""
-    return (not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-            and torch._C._len_torch_dispatch_stack() == 0 and torch._C._functorch.maybe_current_level() is None)
-
-
 def fp32_rows(t: torch.Tensor) -> torch.Tensor:
     """fp32 with unit channel stride: the kernels read tokens through batch and token strides, so
     slices such as the halves of a projection's output are passed without a copy."""

@@ -26,5 +26,5 @@ def attention_to_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_hea
     backend = _dispatch.choose_backend(OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":
         return attention_to_mask_reference(q, k, v, num_heads, scale)
-    out, mask_logits, _ = KERNELS[backend](q, k, v, num_heads, scale)
+    out, mask_logits, _ = _dispatch.run_kernel(KERNELS[backend], q, k, v, num_heads, scale)
     return out, mask_logits

@@ -31,5 +31,6 @@ def cswin_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, strip
     if backend == "reference":
         return cswin_attention_reference(q, k, v, hw, stripe_width, heads, scale)
     # k is v (HRViT): pass it once, so the kernel reads it once and returns one gradient.
-    out, _ = KERNELS[backend](q, k, None if k is v else v, *hw, stripe_width, heads, used, scale)
+    out, _ = _dispatch.run_kernel(KERNELS[backend], q, k, None if k is v else v, *hw, stripe_width, heads,
+                                  used, scale)
     return out

@@ -31,7 +31,7 @@ def hlg_local_attention(q: torch.Tensor, v: torch.Tensor, hw, dilated: bool, bia
     backend = _dispatch.choose_backend(LOCAL_OP, backend, (q, v), AVAILABLE)
     if backend == "reference":
         return hlg_local_attention_reference(q, v, tuple(hw), dilated, bias, scale)
-    return LOCAL_KERNELS[backend](q, v, hw[0], hw[1], dilated, bias, scale)[0]
+    return _dispatch.run_kernel(LOCAL_KERNELS[backend], q, v, hw[0], hw[1], dilated, bias, scale)[0]
 
 
 @_checks.quiet_checks
@@ -51,4 +51,4 @@ def hlg_global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw, 
     backend = _dispatch.choose_backend(GLOBAL_OP, backend, (q, k, v), AVAILABLE)
     if backend == "reference":
         return hlg_global_attention_reference(q, k, v, (h, w), bias_table, scale, (gh, gw))
-    return GLOBAL_KERNELS[backend](q, k, v, h, w, gh, gw, bias_table, scale)[0]
+    return _dispatch.run_kernel(GLOBAL_KERNELS[backend], q, k, v, h, w, gh, gw, bias_table, scale)[0]

@@ -35,7 +35,7 @@ def depthwise_mlp(x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tensor, s
     backend = _dispatch.choose_backend(OP, backend, tensors, AVAILABLE)
     if backend == "reference":
         return depthwise_mlp_reference(*tensors, stride)
-    return depthwise_mlp_cpp(*tensors, stride)
+    return _dispatch.run_kernel(depthwise_mlp_cpp, *tensors, stride)
 
 
 @_checks.quiet_checks
@@ -58,7 +58,7 @@ def spatial_smoothing(x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tenso
     backend = _dispatch.choose_backend(SMOOTHING_OP, backend, tensors, AVAILABLE)
     if backend == "reference":
         return spatial_smoothing_reference(*tensors)
-    return spatial_smoothing_cpp(*tensors)
+    return _dispatch.run_kernel(spatial_smoothing_cpp, *tensors)
 
 
 @_checks.quiet_checks
@@ -82,7 +82,7 @@ def conv_affine_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     backend = _dispatch.choose_backend(CONV_OP, backend, tensors, AVAILABLE)
     if backend == "reference":
         return conv_affine_act_reference(*tensors, stride, padding, groups, activation)
-    return conv_affine_act_cpp(*tensors, stride, padding, groups, activation)
+    return _dispatch.run_kernel(conv_affine_act_cpp, *tensors, stride, padding, groups, activation)
 
 
 @_checks.quiet_checks
@@ -95,4 +95,4 @@ def depthwise_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     backend = _dispatch.choose_backend(DEPTHWISE_OP, backend, tensors, AVAILABLE)
     if backend == "reference":
         return depthwise_conv3x3_reference(*tensors)
-    return depthwise_conv3x3_cpp(*tensors)
+    return _dispatch.run_kernel(depthwise_conv3x3_cpp, *tensors)

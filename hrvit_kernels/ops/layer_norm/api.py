@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels.ops import _checks, _cpu_common, _dispatch
-from hrvit_kernels.ops.layer_norm import cpu
 from hrvit_kernels.ops.layer_norm.checks import OP, check_inputs
 from hrvit_kernels.ops.layer_norm.reference import add_layer_norm_reference
 from hrvit_kernels.ops.layer_norm.registration import add_layer_norm_cpp
@@ -20,10 +19,7 @@ def _run(x, residual, weight, bias, eps, out_dtype, backend) -> list[torch.Tenso
     backend = _dispatch.choose_backend(OP, backend, tensors, AVAILABLE)
     if backend == "reference":
         return add_layer_norm_reference(x, residual, weight, bias, eps, out_dtype)
-    if _cpu_common.runs_without_dispatcher():  # models call it on every block: inference skips the dispatch
-        _checks.check_kernel_device(OP, "cpp", "x", x)
-        return cpu.forward(x, residual, weight, bias, float(eps), out_dtype)
-    return add_layer_norm_cpp(x, residual, weight, bias, float(eps), out_dtype)
+    return _dispatch.run_kernel(add_layer_norm_cpp, x, residual, weight, bias, float(eps), out_dtype)
 
 
 @_checks.quiet_checks

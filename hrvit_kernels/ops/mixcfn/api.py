@@ -25,4 +25,4 @@ def mix_conv_gelu(x: torch.Tensor, hw, weight3: torch.Tensor, bias3: torch.Tenso
     backend = _dispatch.choose_backend(OP, backend, (x, weight3, bias3, weight5, bias5), AVAILABLE)
     if backend == "reference":
         return mix_conv_gelu_reference(x, (H, W), weight3, bias3, weight5, bias5)
-    return KERNELS[backend](x, H, W, weight3, bias3, weight5, bias5)
+    return _dispatch.run_kernel(KERNELS[backend], x, H, W, weight3, bias3, weight5, bias5)

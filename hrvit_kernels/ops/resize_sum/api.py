@@ -27,4 +27,4 @@ def resize_sum(maps: Sequence[torch.Tensor], size: tuple[int, int], backend: str
     backend = _dispatch.choose_backend(OP, backend, tuple(maps), AVAILABLE)
     if backend == "reference":
         return resize_sum_reference(list(maps), (height, width))
-    return resize_sum_cpp(list(maps), height, width)
+    return _dispatch.run_kernel(resize_sum_cpp, list(maps), height, width)
