@@ -151,10 +151,11 @@ void cswin_attention_backward(index_t batch, index_t height, index_t width, inde
 
 void attention_to_mask_forward(index_t batch, index_t queries, index_t keys, index_t channels,
                                index_t heads, float scale, const TokenArg& q, const TokenArg& k,
-                               const TokenArg& v, uintptr_t out, uintptr_t mask, uintptr_t lse,
+                               const TokenArg& v, uintptr_t out, bool bf16_dots, uintptr_t mask, uintptr_t lse,
                                int threads) {
-  hrvit::attention_to_mask_forward({batch, queries, keys, channels, heads, scale}, tokens(q), tokens(k),
-                                   tokens(v), ptr<float>(out), ptr<float>(mask), ptr<float>(lse), threads);
+  hrvit::attention_to_mask_forward({batch, queries, keys, channels, heads, scale}, fp32_or_bf16_tokens(q),
+                                   fp32_or_bf16_tokens(k), fp32_or_bf16_tokens(v), ptr<void>(out), bf16_dots,
+                                   ptr<float>(mask), ptr<float>(lse), threads);
 }
 
 void attention_to_mask_backward(index_t batch, index_t queries, index_t keys, index_t channels,

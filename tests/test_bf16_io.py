@@ -2,8 +2,8 @@
 fp32 products they compute in fp32 and round once, so their output is bit for bit the fp32 kernel's output on
 the same values, rounded to bf16 (round to nearest even, as PyTorch converts), for every layout the models
 pass: strided slices, k that is v, head dims that take either value layout, odd sizes, channel remainders.
-The stripe attention's bf16 matrix products (AVX-512-BF16, detected at run time) are held to the low-precision
-rule against float64 instead, forward and backward."""
+The bf16 matrix products of the stripe attention and attention-to-mask (AVX-512-BF16, detected at run time) are
+held to the low-precision rule against float64 instead, forward and backward."""
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import hrvit_kernels as hk
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _cpu_common
 from hrvit_kernels.testing import non_contiguous, randn
-from op_cases import compare_with_reference, cswin, mix, mix_inputs, resize
+from op_cases import atm, compare_with_reference, cswin, mix, mix_inputs, resize
 
 pytestmark = pytest.mark.skipif(not hk.HAS_EXT, reason="hrvit_kernels._C is not built")
 
@@ -113,3 +113,42 @@ def test_bf16_products_run_where_they_are_switched_on(monkeypatch):
     monkeypatch.setattr(_cpu_common, "BF16_DOT_PRODUCTS", False)
     with_fp32 = hk.cswin_attention(q, k, k, (H, W), 3, 32, backend="cpp")
     assert not torch.equal(with_bf16, with_fp32)
+
+
+# (B, Q, L, C, heads): SegViT's head dims 32 (and 16, 24, 48), query counts around whole query blocks of 32, key
+# counts around whole key blocks of 128 and odd ones (the zero key of V^T's last pair), batch 2.
+ATM_CASES = [(1, 150, 300, 512, 16), (2, 37, 203, 96, 3), (1, 5, 7, 32, 2), (2, 33, 129, 64, 4), (1, 64, 128, 48, 1),
+             (2, 31, 255, 96, 2)]
+
+
+@needs_bf16_dots
+@pytest.mark.parametrize("B,Q,L,C,heads", ATM_CASES)
+def test_attention_to_mask_with_bf16_products_is_as_accurate_as_a_bf16_reference(B, Q, L, C, heads):
+    """Output, mask logits and gradients (the backward pass takes the forward's saved output and lse) against
+    float64."""
+    inputs = [randn(B, n, C, dtype=torch.bfloat16, requires_grad=True) for n in (Q, L, L)]
+    compare_with_reference(atm("cpp", heads), atm("reference", heads), inputs, torch.bfloat16, "bf16 products")
+
+
+@needs_bf16_dots
+def test_attention_to_mask_bf16_products_run_where_they_are_switched_on(monkeypatch):
+    q, k, v = randn(1, 40, 64, dtype=torch.bfloat16), randn(1, 150, 64, dtype=torch.bfloat16), randn(
+        1, 150, 64, dtype=torch.bfloat16)
+    with_bf16 = hk.attention_to_mask(q, k, v, 2, backend="cpp")
+    monkeypatch.setattr(_cpu_common, "BF16_DOT_PRODUCTS", False)
+    with_fp32 = hk.attention_to_mask(q, k, v, 2, backend="cpp")
+    assert not torch.equal(with_bf16[0], with_fp32[0])  # the probabilities are rounded for the product with v
+    torch.testing.assert_close(with_bf16[1], with_fp32[1], rtol=0, atol=1.6e-2)  # logits: the same products
+
+
+def test_attention_to_mask_kernel_refuses_bf16_it_cannot_multiply():
+    """The binding's own guard: bf16 token tensors without bf16 products (or with an odd head dim) are refused,
+    not read as fp32."""
+    from hrvit_kernels.ops._cpu_common import token_arg
+
+    q, k = randn(1, 4, 6, dtype=torch.bfloat16), randn(1, 5, 6, dtype=torch.bfloat16)
+    out, mask, lse = torch.empty(1, 4, 6), torch.empty(1, 4, 5), torch.empty(1, 2, 4)
+    for bf16_dots, heads in ((False, 2), (True, 2)):  # head dim 3: odd
+        with pytest.raises(ValueError, match="bf16 inputs need bf16 products"):
+            _ext.ext().attention_to_mask_forward(1, 4, 5, 6, heads, 0.5, token_arg(q), token_arg(k), token_arg(k),
+                                                 out.data_ptr(), bf16_dots, mask.data_ptr(), lse.data_ptr(), 1)

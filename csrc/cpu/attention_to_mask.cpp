@@ -1,4 +1,5 @@
-// Attention-to-mask (SegViT's ATM), forward and backward, fp32.
+// Attention-to-mask (SegViT's ATM), forward and backward, fp32; the forward also on bf16 inputs with bf16
+// products where the CPU has AVX-512-BF16.
 //
 // Forward units are (batch, group of heads): each sums its heads' logits into the batch element's
 // mask, or into a partial sum added at the end when a batch element's heads are split among threads.
@@ -6,6 +7,7 @@
 // synchronisation, and the per-head logits are never stored.
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
 #include <vector>
 
 #include "hrvit/kernels/attention_to_mask.h"
@@ -35,10 +37,97 @@ index_t head_groups(index_t batch, index_t heads, int threads) {
   return heads;
 }
 
-}  // namespace
+// mask[row] += partial sums of head groups 1.. (see the forward passes), rows of Lk.
+void add_partial_masks(const MaskAttentionShape& s, index_t groups, const float* partial, float* mask) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+  for (index_t row = 0; row < s.batch * s.queries; ++row) {
+    float* __restrict__ dst = mask + row * s.keys;
+    for (index_t g = 1; g < groups; ++g) {
+      const float* __restrict__ src = partial + ((g - 1) * s.batch * s.queries + row) * s.keys;
+      for (index_t j = 0; j < s.keys; ++j) dst[j] += src[j];
+    }
+  }
+}
 
-void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
-                               float* out, float* mask, float* lse, int num_threads) {
+#ifdef HRVIT_BF16_DOT
+// The forward pass on bf16 q, k, v with bf16 matrix products (attend_columns_bf16's steps, plus the sum of the
+// logits over heads). Units are (batch, head group, query block); each runs its group's heads over all keys,
+// keys read in place as bf16 rows, V^T in pairs of keys built once per batch element and shared. A unit sums
+// its heads' base-2 logits (Lk x kQueryBlock) and writes them into mask, or into the partial sum of its head
+// group, as the fp32 pass does.
+HRVIT_BF16_TARGET void forward_bf16_dot(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
+                                        bf16_t* out, float* mask, float* lse, int num_threads) {
+  const index_t d = s.channels / s.heads, Lq = s.queries, Lk = s.keys, C = s.channels;
+  const index_t blocks = (Lq + kQueryBlock - 1) / kQueryBlock, ld_vt = (Lk + 1) / 2 * 2;
+  const int threads = num_threads > 0 ? num_threads : 1;
+  const index_t groups = head_groups(s.batch * blocks, s.heads, threads), group_heads = s.heads / groups;
+  const float mask_scale = kLn2 / static_cast<float>(s.heads);
+  thread_local std::vector<float> partial_sums;
+  float* partial = kept(partial_sums, (groups - 1) * s.batch * Lq * Lk);
+  std::vector<bf16_t> VT(static_cast<size_t>(C * ld_vt));  // one batch element's V^T, C rows of keys
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    AttentionScratch w;
+    std::vector<bf16_t> QTp(d * kQueryBlock), PTp((kKeyBlock + 1) / 2 * 2 * kQueryBlock);
+    std::vector<float> OT(d * kQueryBlock), block_lse(kQueryBlock), logit_sum(Lk * kQueryBlock);
+    for (index_t b = 0; b < s.batch; ++b) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (index_t c = 0; c < C; ++c) {
+        bf16_t* row = VT.data() + c * ld_vt;
+        for (index_t j = 0; j < Lk; ++j) row[j] = v.data16[b * v.sb + j * v.sn + c];
+        if (ld_vt > Lk) row[Lk] = 0;  // the zero key of an odd count's last pair
+      }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (index_t unit = 0; unit < groups * blocks; ++unit) {
+        const index_t g = unit / blocks, i0 = unit % blocks * kQueryBlock, m = std::min(kQueryBlock, Lq - i0);
+        float* unit_mask = (g == 0 ? mask : partial + (g - 1) * s.batch * Lq * Lk) + (b * Lq + i0) * Lk;
+        for (index_t h = 0; h < group_heads; ++h) {
+          const index_t head = g * group_heads + h, c0 = head * d;
+          std::fill(QTp.begin(), QTp.end(), bf16_t{0});  // padding queries: zero logits, nothing stored
+          for (index_t i = 0; i < m; ++i) {
+            const bf16_t* q_row = q.data16 + b * q.sb + (i0 + i) * q.sn + c0;
+            for (index_t c = 0; c < d; ++c) QTp[c / 2 * 2 * kQueryBlock + 2 * i + c % 2] = q_row[c];
+          }
+          QueryBlockStats stats;
+          stats.reset();
+          for (index_t j0 = 0; j0 < Lk; j0 += kKeyBlock) {
+            const index_t n = std::min(kKeyBlock, Lk - j0);
+            float* ST = w.S.data();
+            dot_pairs(n, d / 2, k.data16 + b * k.sb + j0 * k.sn + c0, k.sn, QTp.data(), s.scale * kLog2e, false, ST);
+            vecf alpha[QueryBlockStats::kVecs];
+            if (h == 0)
+              online_softmax_step<LogitSum::kSet>(ST, n, stats, alpha, logit_sum.data() + j0 * kQueryBlock);
+            else
+              online_softmax_step<LogitSum::kAdd>(ST, n, stats, alpha, logit_sum.data() + j0 * kQueryBlock);
+            to_pair_rows(ST, n, PTp.data());
+            if (j0 > 0) scale_queries<false>(OT.data(), d, alpha);
+            dot_pairs(d, (n + 1) / 2, VT.data() + c0 * ld_vt + j0, ld_vt, PTp.data(), 1.0f, j0 > 0, OT.data());
+          }
+          finish_query_block<false>(stats, d, OT.data(), block_lse.data());
+          for (index_t i = 0; i < m; ++i) {
+            bf16_t* dst = out + (b * Lq + i0 + i) * C + c0;
+            for (index_t c = 0; c < d; ++c) dst[c] = to_bf16(OT[c * kQueryBlock + i]);
+            lse[(b * s.heads + head) * Lq + i0 + i] = block_lse[i];
+          }
+        }
+        transpose(Lk, m, logit_sum.data(), kQueryBlock, unit_mask, Lk, mask_scale);
+      }
+    }
+    if (groups > 1) add_partial_masks(s, groups, partial, mask);
+  }
+}
+#endif
+
+void forward_fp32(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v, float* out,
+                  float* mask, float* lse, int num_threads) {
   const index_t d = s.channels / s.heads, Lq = s.queries, Lk = s.keys, C = s.channels;
   const index_t blocks = (Lq + kQueryBlock - 1) / kQueryBlock;
   const int threads = num_threads > 0 ? num_threads : 1;
@@ -110,19 +199,24 @@ void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, Token
           }
         }
     }
-    if (groups > 1) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-      for (index_t row = 0; row < s.batch * Lq; ++row) {
-        float* __restrict__ dst = mask + row * Lk;
-        for (index_t g = 1; g < groups; ++g) {
-          const float* __restrict__ src = partial + ((g - 1) * s.batch * Lq + row) * Lk;
-          for (index_t j = 0; j < Lk; ++j) dst[j] += src[j];
-        }
-      }
-    }
+    if (groups > 1) add_partial_masks(s, groups, partial, mask);
   }
+}
+
+}  // namespace
+
+void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
+                               void* out, bool bf16_dots, float* mask, float* lse, int num_threads) {
+  if (q.data16 || k.data16 || v.data16) {
+#ifdef HRVIT_BF16_DOT
+    if (bf16_dots && q.data16 && k.data16 && v.data16 && (s.channels / s.heads) % 2 == 0 && cpu_has_bf16_dot())
+      return forward_bf16_dot(s, q, k, v, static_cast<bf16_t*>(out), mask, lse, num_threads);
+#endif
+    (void)bf16_dots;
+    throw std::invalid_argument("attention_to_mask_forward: bf16 inputs need bf16 products: q, k and v bf16, an "
+                                "even head dim and a CPU with AVX-512-BF16");
+  }
+  forward_fp32(s, q, k, v, static_cast<float*>(out), mask, lse, num_threads);
 }
 
 void attention_to_mask_backward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,

@@ -1,4 +1,4 @@
-// CPU kernels of attention-to-mask (SegViT's ATM cross-attention), fp32: raw pointers, sizes and strides in elements.
+// CPU kernels of attention-to-mask (SegViT's ATM cross-attention), fp32 (forward also bf16): raw pointers, sizes and strides in elements.
 #pragma once
 
 #include "hrvit/token_tensor.h"
@@ -14,8 +14,11 @@ struct MaskAttentionShape {
   float scale;
 };
 
+// With bf16_dots, bf16 q, k, v (data16), an even head dim and a CPU with AVX-512-BF16, the products run in bf16
+// (fp32 accumulation, softmax and mask; probabilities rounded to bf16 for the product with v, as a bf16 reference
+// rounds them) and out is bf16; otherwise q, k, v and out are fp32.
 void attention_to_mask_forward(const MaskAttentionShape& s, TokenTensor q, TokenTensor k, TokenTensor v,
-                               float* out, float* mask, float* lse, int num_threads);
+                               void* out, bool bf16_dots, float* mask, float* lse, int num_threads);
 
 // Backward from q, k, v, out, lse and the gradients of out (grad_out) and of mask (grad_mask,
 // contiguous (B, Q, L), or null when the mask is unused). Writes contiguous grad_q, grad_k, grad_v.
