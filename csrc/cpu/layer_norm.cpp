@@ -1,5 +1,5 @@
-// LayerNorm rows with an optional residual sum, fp32 or bf16 in and out: each row is summed into an fp32
-// tile, which stays in L1 for the statistics and the normalised store.
+// LayerNorm rows with an optional residual sum, fp32 or bf16 in and out, fp32 inside: rows of a few whole
+// vectors stay in registers from load to store; other widths are summed into an fp32 tile that stays in L1.
 // PyTorch's kernel costs about ten times a plain add on rows of 32 channels (HRViT's stride-4 branch).
 #include "hrvit/kernels/layer_norm.h"
 
@@ -41,9 +41,19 @@ inline void store_from(const float* tile, index_t n, const RowsOut& o, index_t i
     copy_row(tile, n, static_cast<float*>(o.data) + i * n);
 }
 
-// Mean and variance of v[0, n) in one pass over data shifted by its first element (the shift keeps a large
-// mean from cancelling the variance's digits, as a two-pass formula would; both sums reduce independently).
-inline void mean_and_variance(const float* v, index_t n, float& mean, float& variance) {
+// The mean and 1 / sqrt(variance + eps) of n values from the sums of d = value - shift and of d^2. Shifted by
+// one of the values, a large mean does not cancel the variance's digits as the plain E[x^2] - mean^2 would.
+inline void statistics(float shifted_sum, float shifted_squares, float shift, index_t n, float eps, float& mean,
+                       float& rstd) {
+  const float shifted_mean = shifted_sum / static_cast<float>(n);
+  const float variance = std::max(shifted_squares / static_cast<float>(n) - shifted_mean * shifted_mean, 0.0f);
+  mean = shift + shifted_mean;
+  rstd = 1.0f / std::sqrt(variance + eps);
+}
+
+// The statistics of v[0, n) in one pass over the data shifted by its first element (both sums reduce
+// independently).
+inline void mean_and_rstd(const float* v, index_t n, float eps, float& mean, float& rstd) {
   const float shift = v[0];
   vecf sum = {}, squares = {};
   index_t j = 0;
@@ -58,9 +68,7 @@ inline void mean_and_variance(const float* v, index_t n, float& mean, float& var
     s += d;
     q += d * d;
   }
-  const float shifted_mean = s / static_cast<float>(n);
-  mean = shift + shifted_mean;
-  variance = std::max(q / static_cast<float>(n) - shifted_mean * shifted_mean, 0.0f);
+  statistics(s, q, shift, n, eps, mean, rstd);
 }
 
 // Rows of exactly Vectors whole vectors (HRViT's 32 and 64 channels, 48 and 96 of b2, 128 with AVX-512) stay in
@@ -99,9 +107,8 @@ void layer_norm_registers(index_t rows, RowsArg x, RowsArg residual, const float
       total += d;
       squares += d * d;
     }
-    const float shifted_mean = lane_sum(total) / static_cast<float>(cols);
-    const float variance = std::max(lane_sum(squares) / static_cast<float>(cols) - shifted_mean * shifted_mean, 0.0f);
-    const float mean = shift + shifted_mean, rstd = 1.0f / std::sqrt(variance + eps);
+    float mean, rstd;
+    statistics(lane_sum(total), lane_sum(squares), shift, cols, eps, mean, rstd);
     for (int k = 0; k < Vectors; ++k)
       store_vector(out.data, out.bf16, i * cols + k * kLanes,
                    (v[k] - mean) * rstd * load(weight + k * kLanes) + load(bias + k * kLanes));
@@ -133,9 +140,8 @@ void add_layer_norm_forward(index_t rows, index_t cols, RowsArg x, RowsArg resid
         for (index_t j = 0; j < cols; ++j) tile[j] = to_float(to_bf16(tile[j]));
     }
     if (sum.data != nullptr) store_from(tile, cols, sum, i);
-    float mean, variance;
-    mean_and_variance(tile, cols, mean, variance);
-    const float rstd = 1.0f / std::sqrt(variance + eps);
+    float mean, rstd;
+    mean_and_rstd(tile, cols, eps, mean, rstd);
     index_t j = 0;
     for (; j + kLanes <= cols; j += kLanes)
       store(tile + j, (load(tile + j) - mean) * rstd * load(weight + j) + load(bias + j));
