@@ -109,6 +109,8 @@ def test_bad_input_is_named(backend):
         hk.layer_norm(x, w, randn(8, 1), backend=backend)
     with pytest.raises(ValueError, match="'residual'"):
         hk.add_layer_norm(x, randn(2, 5, 7), w, b, backend=backend)
+    with pytest.raises(TypeError, match="argument 'residual' must be a torch.Tensor, got list"):
+        hk.add_layer_norm(x, [1.0], w, b, backend=backend)
     with pytest.raises(ValueError, match="'eps' must be a positive number, got -1"):
         hk.layer_norm(x, w, b, eps=-1, backend=backend)
     with pytest.raises(TypeError, match="'out_dtype' must be one of"):

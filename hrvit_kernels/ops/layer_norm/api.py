@@ -12,8 +12,8 @@ AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
 
 
 def _run(x, residual, weight, bias, eps, out_dtype, backend) -> list[torch.Tensor]:
-    if out_dtype is None and isinstance(x, torch.Tensor):
-        out_dtype = x.dtype if residual is None else torch.promote_types(x.dtype, residual.dtype)
+    if out_dtype is None and isinstance(x, torch.Tensor):  # the sum's dtype; bad arguments are named below
+        out_dtype = x.dtype if not isinstance(residual, torch.Tensor) else torch.promote_types(x.dtype, residual.dtype)
     check_inputs(x, residual, weight, bias, eps, out_dtype)
     tensors = (x, weight, bias) if residual is None else (x, residual, weight, bias)
     backend = _dispatch.choose_backend(OP, backend, tensors, AVAILABLE)
