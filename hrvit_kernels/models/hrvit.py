@@ -107,14 +107,14 @@ class HRViTBlock(nn.Module):
         returned the same way, as (x, pending): each residual sum is fused into the norm that reads it, which
         returns the dtype of the projections after it (a residual stream kept in fp32 under autocast is
         neither converted nor summed with bf16 branch outputs separately)."""
-        norm = self.attn_norm
+        norm, dtype = self.attn_norm, _product_dtype(x)  # the stream's sums keep x's dtype
         if pending is None:
-            normed = layer_norm(x, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+            normed = layer_norm(x, norm.weight, norm.bias, norm.eps, dtype)
         else:
-            x, normed = add_layer_norm(x, pending, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+            x, normed = add_layer_norm(x, pending, norm.weight, norm.bias, norm.eps, dtype)
         delta = _add_into_fresh(self.attn(normed, H, W), self.des(x))
         norm = self.ffn_norm
-        x, normed = add_layer_norm(x, delta, norm.weight, norm.bias, norm.eps, _product_dtype(x))
+        x, normed = add_layer_norm(x, delta, norm.weight, norm.bias, norm.eps, dtype)
         return x, self.ffn(normed, H, W)
 
 
@@ -183,7 +183,7 @@ def _add_into_fresh(total: torch.Tensor, addend: torch.Tensor) -> torch.Tensor:
 
 
 def _residual_stream_dtype(x: torch.Tensor) -> torch.dtype:
-    """The residual stream's dtype for tokens embedded from x: fp32 where autocast casts x (see
+    """The residual stream's dtype for tokens made from x (or x itself): fp32 where autocast casts x (see
     _residual_stream), else x's, the embedding convolution's output dtype."""
     if x.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type):
         return torch.float32
@@ -194,9 +194,7 @@ def _residual_stream(tokens: torch.Tensor) -> torch.Tensor:
     """The blocks' residual sum stays fp32 under autocast: CUDA autocast's fp32 LayerNorm leaves it so, while CPU
     autocast would keep it in bf16 and round it at every block (b1's logits at 512 x 512: relative error to
     float64 7.6e-3 -> 6.3e-3, about 1-4% more time)."""
-    if tokens.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(tokens.device.type):
-        return tokens.float()
-    return tokens
+    return tokens.to(_residual_stream_dtype(tokens))
 
 
 def _fusion_path(in_width: int, out_width: int, i: int, j: int) -> nn.Module:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from hrvit_kernels.ops import _checks, _cpu_common, _dispatch
-from hrvit_kernels.ops.layer_norm.checks import OP, check_inputs
+from hrvit_kernels.ops.layer_norm.checks import OP, check_inputs, sum_dtype
 from hrvit_kernels.ops.layer_norm.reference import add_layer_norm_reference
 from hrvit_kernels.ops.layer_norm.registration import add_layer_norm_cpp
 
@@ -12,8 +12,8 @@ AVAILABLE = {"cpp": _cpu_common.available, "reference": _dispatch.always}
 
 
 def _run(x, residual, weight, bias, eps, out_dtype, backend) -> list[torch.Tensor]:
-    if out_dtype is None and isinstance(x, torch.Tensor):  # the sum's dtype; bad arguments are named below
-        out_dtype = x.dtype if not isinstance(residual, torch.Tensor) else torch.promote_types(x.dtype, residual.dtype)
+    if out_dtype is None and isinstance(x, torch.Tensor):  # bad arguments are named by the checks below
+        out_dtype = sum_dtype(x, residual if isinstance(residual, torch.Tensor) else None)
     check_inputs(x, residual, weight, bias, eps, out_dtype)
     tensors = (x, weight, bias) if residual is None else (x, residual, weight, bias)
     backend = _dispatch.choose_backend(OP, backend, tensors, AVAILABLE)

@@ -10,6 +10,11 @@ OP = "add_layer_norm"
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+def sum_dtype(x: torch.Tensor, residual: torch.Tensor | None) -> torch.dtype:
+    """The dtype of x + residual (x's without a residual): the sum's output, and the norm's by default."""
+    return x.dtype if residual is None else torch.promote_types(x.dtype, residual.dtype)
+
+
 def check_inputs(x, residual, weight, bias, eps, out_dtype, op: str = OP) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: argument 'x' must be a torch.Tensor, got {type(x).__name__}")

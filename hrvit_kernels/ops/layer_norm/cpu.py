@@ -6,6 +6,7 @@ import torch
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _cpu_common
+from hrvit_kernels.ops.layer_norm import checks
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what the kernel reads and writes itself
 
@@ -20,21 +21,22 @@ def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in _KERNEL_DTYPES else torch.float32
 
 
+def _rows_arg(rows: torch.Tensor | None) -> tuple[int, bool, int]:
+    """(address, is bf16, row stride) of a (rows, C) operand; an absent one is (0, False, 0)."""
+    if rows is None:
+        return 0, False, 0
+    return rows.data_ptr(), rows.dtype == torch.bfloat16, rows.stride(0)
+
+
 def forward(x, residual, weight, bias, eps: float, out_dtype: torch.dtype) -> list[torch.Tensor]:
     rows, C = _rows(x), x.shape[-1]
+    residual_rows = None if residual is None else _rows(residual)
+    total_dtype = checks.sum_dtype(x, residual)
+    total = None if residual is None else torch.empty(rows.shape, dtype=_kernel_dtype(total_dtype))
     normed = torch.empty(rows.shape, dtype=_kernel_dtype(out_dtype))
     w, b = weight.float().contiguous(), bias.float().contiguous()
-    bf16 = torch.bfloat16
-    if residual is None:
-        _ext.ext().add_layer_norm_forward(rows.shape[0], C, rows.data_ptr(), rows.dtype == bf16, rows.stride(0),
-                                          0, False, 0, w.data_ptr(), b.data_ptr(), eps, 0, False,
-                                          normed.data_ptr(), normed.dtype == bf16, torch.get_num_threads())
-        return [normed.view(x.shape).to(out_dtype)]
-    residual_rows = _rows(residual)
-    sum_dtype = torch.promote_types(x.dtype, residual.dtype)
-    total = torch.empty(rows.shape, dtype=_kernel_dtype(sum_dtype))
-    _ext.ext().add_layer_norm_forward(
-        rows.shape[0], C, rows.data_ptr(), rows.dtype == bf16, rows.stride(0), residual_rows.data_ptr(),
-        residual_rows.dtype == bf16, residual_rows.stride(0), w.data_ptr(), b.data_ptr(), eps, total.data_ptr(),
-        total.dtype == bf16, normed.data_ptr(), normed.dtype == bf16, torch.get_num_threads())
-    return [total.view(x.shape).to(sum_dtype), normed.view(x.shape).to(out_dtype)]
+    _ext.ext().add_layer_norm_forward(rows.shape[0], C, *_rows_arg(rows), *_rows_arg(residual_rows), w.data_ptr(),
+                                      b.data_ptr(), eps, *_rows_arg(total)[:2], *_rows_arg(normed)[:2],
+                                      torch.get_num_threads())
+    normed = normed.view(x.shape).to(out_dtype)
+    return [normed] if residual is None else [total.view(x.shape).to(total_dtype), normed]

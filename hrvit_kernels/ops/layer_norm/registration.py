@@ -19,7 +19,7 @@ OP = "hrvit::add_layer_norm_cpp"
 
 
 def _output_dtypes(x, residual, out_dtype) -> list[torch.dtype]:
-    return [out_dtype] if residual is None else [torch.promote_types(x.dtype, residual.dtype), out_dtype]
+    return [out_dtype] if residual is None else [checks.sum_dtype(x, residual), out_dtype]
 
 
 # The op checks its own arguments too: torch.ops exposes it without the public functions.
