@@ -5,14 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hrvit_kernels.modules._kept import kept
 from hrvit_kernels.ops import conv_affine_act
 from hrvit_kernels.ops.hlg_conv_blocks.reference import ACTIVATIONS
 
 
 def eval_affine(norm: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) with norm(x) = x * scale + shift per channel, from its running statistics."""
-    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    return scale, norm.bias - norm.running_mean * scale
+    """(scale, shift) with norm(x) = x * scale + shift per channel, from its running statistics; kept between
+    inference calls while they are unchanged. Callers must not modify them."""
+    def compute():
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        return scale, norm.bias - norm.running_mean * scale
+    return kept(norm, ("eval_affine", norm.eps), (norm.weight, norm.bias, norm.running_mean, norm.running_var),
+                compute)
 
 
 def fused_inference(*norms: nn.BatchNorm2d) -> bool:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from hrvit_kernels.modules._kept import kept
 from hrvit_kernels.modules.batchnorm import conv_bn_act, eval_affine, fused_inference
 from hrvit_kernels.ops import spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW
 from hrvit_kernels.ops.hlg_attention.reference import offset_index, offset_table
 
 HEAD_DIM = 32  # every HLG attention has heads of 32 channels
-_KEPT_SIZES = 4  # biases kept per module (sizes x kinds): sliding windows use one size, whole images a few
+_KEPT_SIZES = 4  # biases kept per module (sizes x kinds)
 
 
 class ConvBNGELU(nn.Sequential):
@@ -74,22 +74,10 @@ class DynamicPositionBias(nn.Module):
             :, offset_index(hw, hw[0] * hw[1], self.pos_proj.weight.device)])
 
     def _kept(self, key, compute) -> torch.Tensor:
-        """compute(), kept between calls while no gradient is recorded: the bias depends only on the weights
-        and the size, and recomputing it cost 10-15% of an HLG forward at 224. A kept bias is used while the
-        parameters are the same tensors, unmodified (their version counters say so). Under a dispatch mode
-        (operation counters, fake tensors) it is computed, so that the mode sees the whole forward."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling() \
-                or torch.onnx.is_in_onnx_export() or _get_current_dispatch_mode() is not None:
-            return compute()
-        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        kept = self.__dict__.setdefault("_kept_biases", {})
-        if key in kept and kept[key][0] == state:
-            return kept[key][1]
-        if len(kept) >= _KEPT_SIZES:
-            kept.pop(next(iter(kept)))  # the oldest
-        value = compute()
-        kept[key] = (state, value)
-        return value
+        """compute(), kept between inference calls while the weights are unchanged: the bias depends only on
+        them and the size, and recomputing it cost 10-15% of an HLG forward at 224. Sliding windows use one
+        size, whole images a few."""
+        return kept(self, key, tuple(self.parameters()), compute, limit=_KEPT_SIZES)
 
     def window_bias(self) -> torch.Tensor:
         """(heads, 49, 49): the bias between the tokens of a 7 x 7 window."""
