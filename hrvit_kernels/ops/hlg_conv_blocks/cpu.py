@@ -1,8 +1,8 @@
-"""HLG's conv blocks on CPU in token layout: pointwise convolutions as matrix products (PyTorch's BLAS), full
-3x3 convolutions by oneDNN on channels-last maps, and the affines (BatchNorms), GELUs, residual and depthwise
-conv fused into passes over the tokens (hrvit_kernels._C). fp32 inside; other dtypes convert here. Outputs are
-NCHW in channels-last memory: the tokens themselves, so a caller that flattens them to tokens gets them without
-a copy."""
+"""HLG's conv blocks on CPU in token layout: pointwise convolutions as matrix products (oneDNN with weights
+packed once, or PyTorch's BLAS), full 3x3 convolutions by oneDNN on channels-last maps, and the affines
+(BatchNorms), GELUs, residual and depthwise conv fused into passes over the tokens (hrvit_kernels._C). fp32
+inside; other dtypes convert here. Outputs are NCHW in channels-last memory: the tokens themselves, so a caller
+that flattens them to tokens gets them without a copy."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
-from hrvit_kernels.ops.linear import packed
+from hrvit_kernels.ops import _packed_products as packed
 
 # Products with at most this many rows go by a packed weight into a fresh output (1.2-1.7x faster at HLG's
 # 49-784 tokens); larger ones by PyTorch's BLAS into a kept buffer, whose pages are already mapped.
@@ -19,11 +19,11 @@ PACKED_MAX_ROWS = 4096
 
 def _product(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
              kept: str | None = None) -> torch.Tensor:
-    """rows @ weight^T (+ bias) in fp32 for 2-D rows: by the weight packed once (``ops/linear/packed.py``) where
-    it applies, else by the BLAS, into the kept buffer named ``kept`` where one is named."""
+    """rows @ weight^T (+ bias) in fp32 for 2-D rows: by the weight packed once (``ops/_packed_products.py``)
+    where it applies, else by the BLAS, into the kept buffer named ``kept`` where one is named."""
     weight = weight.float()
-    if (kept is None or rows.shape[0] <= PACKED_MAX_ROWS) and packed.applies(rows, weight, bias, torch.float32):
-        return packed.linear(rows, weight, bias, torch.float32)
+    if (kept is None or rows.shape[0] <= PACKED_MAX_ROWS) and packed.applies(rows, weight, bias):
+        return packed.linear(rows, weight, bias)
     if bias is not None:
         return torch.addmm(bias.float(), rows, weight.t())
     out = None if kept is None else _alloc.scratch(kept, (rows.shape[0], weight.shape[0]))

@@ -1,0 +1,63 @@
+"""Matrix products with a weight packed once in oneDNN's blocked layout, for the CPU kernels' inference products.
+
+PyTorch's CPU product (MKL's sgemm here) lays the weight out anew on every call and, on the 2-core AVX-512
+development machine, ran HLG's MLP products of 49-3136 tokens at 60-85 G multiply-adds/s; oneDNN with a weight
+packed once ran them at 103-112 (``benchmarks/README.md``). A packed copy is kept per weight while the weight is
+unchanged and goes with the weight. Only weights that are parameters, or views of one, are packed: a temporary
+weight would be packed on every call.
+"""
+from __future__ import annotations
+
+import platform
+
+import torch
+from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+# oneDNN's call costs about 25 us: below this many multiply-adds PyTorch's own product is faster.
+MIN_MULTIPLY_ADDS = 8_000_000
+# Measured on x86-64 only; oneDNN's speed on other CPUs is unknown here.
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+# {parameter: {(offset, shape, strides): ((version, address), packed weight)}}
+_kept = WeakIdKeyDictionary()
+
+
+def supported() -> bool:
+    """Whether this CPU and build pack weights at all (x86-64, oneDNN built in and switched on)."""
+    return (_X86 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+def _base(weight: torch.Tensor) -> torch.Tensor:
+    return weight if weight._base is None else weight._base
+
+
+def applies(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether ``rows @ weight^T (+ bias)`` goes through a packed weight: fp32 CPU tensors, a parameter's weight
+    (not an inference tensor, whose version is not tracked), enough multiply-adds."""
+    base = _base(weight)
+    return (rows.device.type == "cpu" and rows.dtype == weight.dtype == torch.float32
+            and (bias is None or bias.dtype == torch.float32) and isinstance(base, nn.Parameter)
+            and not base.is_inference() and rows.shape[0] * weight.shape[0] * weight.shape[1] >= MIN_MULTIPLY_ADDS
+            and supported())
+
+
+def packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The weight packed for oneDNN; kept while the weight is unchanged: the same version (in-place changes)
+    and address (module.to() and friends swap a parameter's data)."""
+    base = _base(weight)
+    key = (weight.storage_offset(), tuple(weight.shape), weight.stride())
+    packs = _kept.setdefault(base, {})
+    state = (base._version, weight.data_ptr())
+    kept = packs.get(key)
+    if kept is None or kept[0] != state:
+        with torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 1)
+        packs[key] = kept = (state, packed)
+    return kept[1]
+
+
+def linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``rows @ weight^T (+ bias)`` for 2-D fp32 rows with the packed weight (where :func:`applies`)."""
+    return torch.ops.mkldnn._linear_pointwise(rows.contiguous(), packed_weight(weight), bias, "none", [], "")

@@ -1,3 +1,0 @@
-from hrvit_kernels.ops.linear.api import linear
-
-__all__ = ["linear"]
