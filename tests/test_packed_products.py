@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import hrvit_kernels as hk
 from hrvit_kernels.modules.batchnorm import eval_affine
@@ -116,3 +117,16 @@ def test_kept_batchnorm_affine_follows_its_statistics():
         torch.testing.assert_close(eval_affine(norm)[0], 3 * scale4)
     scale_g, _ = eval_affine(norm)  # a gradient is recorded: computed afresh, with its graph
     assert scale_g.requires_grad and scale_g is not scale4
+
+
+def test_kept_values_skip_inference_tensors_and_dispatch_modes():
+    with torch.inference_mode():
+        made_there = nn.BatchNorm2d(5).eval()
+        first = eval_affine(made_there)  # no version counter: computed on every call
+        assert eval_affine(made_there)[0] is not first[0]
+    norm = nn.BatchNorm2d(5).eval()
+    with torch.no_grad():
+        kept_scale = eval_affine(norm)[0]
+        with FlopCounterMode(display=False):  # a mode that counts operations sees them
+            assert eval_affine(norm)[0] is not kept_scale
+        assert eval_affine(norm)[0] is kept_scale

@@ -8,30 +8,29 @@ from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 from torch.utils.weak import WeakIdKeyDictionary
+
+from hrvit_kernels.ops._dispatch import nothing_records_calls
 
 # {module: {key: (weak references to the tensors, their states, value)}}; entries go with their modules.
 _kept = WeakIdKeyDictionary()
 
 
-def _may_keep(tensors: Sequence[torch.Tensor]) -> bool:
-    """Nothing records the call (a gradient, a trace, compilation, export, a dispatch mode such as an operation
-    counter or fake tensors must see the whole computation) and every tensor tracks its version."""
-    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling()
-                or torch.onnx.is_in_onnx_export() or _get_current_dispatch_mode() is not None
-                or any(t.is_inference() for t in tensors))
-
-
 def kept(owner: nn.Module, key: Hashable, tensors: Sequence[torch.Tensor], compute: Callable[[], object],
          limit: int = 8) -> object:
     """``compute()``, kept for ``owner`` under ``key`` while ``tensors`` (what it is computed from) are the same
-    tensors with the same data, unmodified (their version counters say so). At most ``limit`` keys per owner (the oldest goes)."""
-    if not _may_keep(tensors):
+    tensors with the same data, unmodified (their version counters say so). At most ``limit`` keys per owner
+    (the oldest goes)."""
+    # Where something records the call (a gradient, a trace, compilation, a dispatch mode such as an operation
+    # counter or fake tensors), it must see the whole computation.
+    if not nothing_records_calls():
+        return compute()
+    try:
+        # A version counter moves with in-place changes; module.to() and friends swap a parameter's data instead.
+        states = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
+    except RuntimeError:  # inference tensors track no version
         return compute()
     values = _kept.setdefault(owner, {})
-    # A version counter moves with in-place changes; module.to() and friends swap a parameter's data instead.
-    states = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
     entry = values.get(key)
     if entry is not None and entry[1] == states and all(ref() is t for ref, t in zip(entry[0], tensors)):
         return entry[2]

@@ -95,7 +95,7 @@ def always(tensors: tuple[torch.Tensor, ...]) -> str | None:
     return None
 
 
-def _nothing_records_calls() -> bool:
+def nothing_records_calls() -> bool:
     """No gradient, torch.compile, trace or export, dispatch mode (FlopCounterMode, the multiply-add counter, a
     fake-tensor mode) or torch.func transform sees the call."""
     return (not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
@@ -107,7 +107,7 @@ def run_kernel(custom_op, *args):
     implementation directly. The custom op's Python dispatch costs about 20 us a call: five times PyTorch's whole
     LayerNorm on a small map, and 4-8 ms of an HRViT forward, whose ops run 200 times."""
     implementation = getattr(custom_op, "_init_fn", None)  # torch.library.CustomOpDef's function
-    if implementation is not None and _nothing_records_calls():
+    if implementation is not None and nothing_records_calls():
         return implementation(*args)
     return custom_op(*args)
 
