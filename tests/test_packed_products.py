@@ -1,7 +1,8 @@
-"""Products by a weight packed once for oneDNN (ops/_packed_products.py, the HLG conv blocks' inference
-products) against F.linear: odd sizes, strided rows, weights that are views of a parameter; the packed copy
-follows in-place changes and swapped data; what is not packed. The HLG MLP's op takes that path. And the kept
-values of modules/_kept.py (an eval BatchNorm's affine)."""
+"""Products by a weight packed once for oneDNN (ops/_packed_products.py: the linear op's and the HLG conv blocks'
+inference products of few tokens) against F.linear: odd sizes, strided rows, weights that are views of a
+parameter; the packed copy follows in-place changes and swapped data; what is not packed. The linear op (3-D
+input; gradients, autocast, counting, compilation and the reference backend get F.linear; bad input named) and
+the HLG MLP's op take that path. And the kept values of modules/_kept.py (an eval BatchNorm's affine)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,8 @@ def _packs_of(weight: torch.Tensor) -> int:
 
 
 # (rows, in_features, out_features): odd counts (no multiple of a vector or a register tile), few rows with
-# many features (HLG's last stage), many rows with few features; all above packed.MIN_MULTIPLY_ADDS.
-CASES = [(197, 385, 131), (49, 768, 3072), (3137, 97, 45)]
+# many features (HLG's last stage), the most rows packed with few features; all above MIN_MULTIPLY_ADDS.
+CASES = [(197, 385, 131), (49, 768, 3072), (511, 97, 163)]
 
 
 @needs_packing
@@ -71,11 +72,12 @@ def test_packed_copy_follows_the_weight():
 
 
 def test_what_is_not_packed():
-    """Small products (oneDNN's call costs more), weights that are no parameter (they would be packed on every
-    call), other dtypes, weights made in inference mode (no version counter)."""
+    """Small products (oneDNN's call costs more), many rows (the BLAS keeps up), weights that are no parameter
+    (they would be packed on every call), other dtypes, weights made in inference mode (no version counter)."""
     big = nn.Linear(128, 256)
     x = randn(400, 128)
     assert not packed.applies(randn(64, 128), big.weight, big.bias)  # 2 M multiply-adds
+    assert not packed.applies(randn(packed.MAX_ROWS + 1, 128), big.weight, big.bias)
     assert not packed.applies(x, randn(256, 128))
     assert not packed.applies(x.double(), big.weight.double())
     assert not packed.applies(x.bfloat16(), big.weight.bfloat16())
@@ -130,3 +132,47 @@ def test_kept_values_skip_inference_tensors_and_dispatch_modes():
         with FlopCounterMode(display=False):  # a mode that counts operations sees them
             assert eval_affine(norm)[0] is not kept_scale
         assert eval_affine(norm)[0] is kept_scale
+
+
+@needs_packing
+def test_linear_op_matches_f_linear():
+    layer = hk.modules.Linear(193, 257)
+    x = randn(2, 99, 193)  # 198 tokens
+    with torch.no_grad():
+        out = layer(x)
+        assert _packs_of(layer.weight) == 1
+        torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), **_FP32)
+        many = randn(3, 200, 193)  # 600 tokens: F.linear, bit for bit
+        assert torch.equal(layer(many), F.linear(many, layer.weight, layer.bias))
+
+
+def test_linear_op_elsewhere_is_f_linear():
+    """Gradients, the reference backend, autocast, an operation counter and compilation get F.linear."""
+    layer = hk.modules.Linear(128, 256)
+    x = randn(300, 128, requires_grad=True)
+    out, expected = layer(x), F.linear(x, layer.weight, layer.bias)
+    assert torch.equal(out, expected)
+    for g, e in zip(torch.autograd.grad(out.sum(), [x, layer.weight]),
+                    torch.autograd.grad(expected.sum(), [x, layer.weight])):
+        assert torch.equal(g, e)
+    with torch.no_grad():
+        assert torch.equal(hk.linear(x, layer.weight, layer.bias, backend="reference"), expected)
+        with hk.use_backend("reference"):
+            assert torch.equal(layer(x), expected)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = layer(x)
+            assert low.dtype == torch.bfloat16 and torch.equal(low, F.linear(x, layer.weight, layer.bias))
+        with FlopCounterMode(display=False) as counter:
+            layer(x)
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        torch.testing.assert_close(compiled(x), expected)
+    assert counter.get_total_flops() == 2 * 300 * 128 * 256
+    assert _packs_of(layer.weight) == 0
+
+
+@pytest.mark.parametrize("args,name", [
+    ((randn(5, 7), randn(3, 8)), "weight"), ((randn(5, 7), randn(3, 7), randn(4)), "bias"),
+    (([1.0] * 7, randn(3, 7)), "x"), ((randn(5, 7), "w"), "weight"), ((randn(5, 7), randn(7)), "weight")])
+def test_linear_op_names_bad_input(args, name):
+    with pytest.raises((TypeError, ValueError), match=f"linear: argument '{name}'"):
+        hk.linear(*args)

@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hrvit_kernels.models._init import init_transformer_weights, keep_gradient_layout
 from hrvit_kernels.models.registry import register_model
-from hrvit_kernels.modules import DropPath
+from hrvit_kernels.modules import DropPath, Linear
 from hrvit_kernels.modules.batchnorm import conv_bn_act, eval_affine, fused_inference
 from hrvit_kernels.modules.hlg import HEAD_DIM, ConvBNGELU, DynamicPositionBias, SpatialSmoothing
 from hrvit_kernels.ops import depthwise_conv3x3, depthwise_mlp, hlg_global_attention, hlg_local_attention
@@ -91,7 +91,7 @@ class _Projection(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.proj = nn.Linear(channels, channels)
+        self.proj = Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -114,9 +114,10 @@ class _Block(nn.Module):
             self.spatial_smooth = SpatialSmoothing(channels)
         if first:
             self.down_proj = _DownProj(in_channels, channels)
-        self.q = nn.Linear(channels, channels)
-        self.k = nn.Linear(channels, channels)
-        self.v = nn.Linear(channels, channels)
+        # Linear: the few-token products of the last stages by packed weights for inference.
+        self.q = Linear(channels, channels)
+        self.k = Linear(channels, channels)
+        self.v = Linear(channels, channels)
         self.pos_global = DynamicPositionBias(channels // 16, heads)
         self.global_attn = _Projection(channels)
         self.norm2 = nn.LayerNorm(channels, eps=LN_EPS)

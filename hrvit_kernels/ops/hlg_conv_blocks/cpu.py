@@ -12,17 +12,14 @@ from hrvit_kernels import _ext
 from hrvit_kernels.ops import _alloc
 from hrvit_kernels.ops import _packed_products as packed
 
-# Products with at most this many rows go by a packed weight into a fresh output (1.2-1.7x faster at HLG's
-# 49-784 tokens); larger ones by PyTorch's BLAS into a kept buffer, whose pages are already mapped.
-PACKED_MAX_ROWS = 4096
-
 
 def _product(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
              kept: str | None = None) -> torch.Tensor:
-    """rows @ weight^T (+ bias) in fp32 for 2-D rows: by the weight packed once (``ops/_packed_products.py``)
-    where it applies, else by the BLAS, into the kept buffer named ``kept`` where one is named."""
+    """rows @ weight^T (+ bias) in fp32 for 2-D rows: by the weight packed once where that applies (few rows,
+    ``ops/_packed_products.py``), else by the BLAS, into the kept buffer named ``kept`` where one is named (a
+    fresh large output's pages fault on first touch)."""
     weight = weight.float()
-    if (kept is None or rows.shape[0] <= PACKED_MAX_ROWS) and packed.applies(rows, weight, bias):
+    if packed.applies(rows, weight, bias):
         return packed.linear(rows, weight, bias)
     if bias is not None:
         return torch.addmm(bias.float(), rows, weight.t())

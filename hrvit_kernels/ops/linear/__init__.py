@@ -1,0 +1,3 @@
+from hrvit_kernels.ops.linear.api import linear
+
+__all__ = ["linear"]
