@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = ["BACKENDS", "HAS_EXT", "Segmenter", "__version__", "add_layer_norm", "attention_to_mask", "conv_affine_act",
            "create_model", "cswin_attention", "depthwise_conv3x3", "depthwise_mlp", "gelu_mlp", "hlg_global_attention",
-           "hlg_local_attention", "inference", "inference_config", "keep_freed_memory", "layer_norm", "linear", "list_models",
-           "load_checkpoint", "load_pretrained_backbone", "mix_conv_gelu", "model_card", "read_checkpoint",
-           "release_ops", "resize_sum", "set_release_ops", "spatial_smoothing", "use_backend", "use_release_ops"]
+           "hlg_local_attention", "inference", "inference_config", "keep_freed_memory", "layer_norm", "linear",
+           "list_models", "load_checkpoint", "load_pretrained_backbone", "mix_conv_gelu", "model_card",
+           "read_checkpoint", "release_ops", "resize_sum", "set_release_ops", "spatial_smoothing", "use_backend",
+           "use_release_ops"]

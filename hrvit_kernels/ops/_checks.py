@@ -89,6 +89,13 @@ def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int], me
                          f"got {tuple(t.shape)}")
 
 
+def check_optional_bias(op: str, bias, features: int) -> None:
+    """bias is None or a tensor of shape (features,)."""
+    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (features,)):
+        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"{op}: argument 'bias' must have shape ({features},) or be None, got {got}")
+
+
 def check_saved_lse(op: str, lse, shape: Sequence[int], meaning: str) -> None:
     """The softmax statistics a forward op saved for its backward: the base-2 log-sum-exp of each query's
     logits, log2(sum_k exp(s_k)), on every backend; float32 of the given shape (any strides; the kernels

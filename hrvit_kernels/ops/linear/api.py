@@ -20,9 +20,7 @@ def _check_inputs(x, weight, bias) -> None:
         features = x.shape[-1] if x.dim() else "in_features"
         raise ValueError(f"{OP}: argument 'weight' must have shape (out_features, {features}) for x of shape "
                          f"{tuple(x.shape)} (its last dimension holds the input features), got {tuple(weight.shape)}")
-    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (weight.shape[0],)):
-        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise ValueError(f"{OP}: argument 'bias' must have shape ({weight.shape[0]},) or be None, got {got}")
+    _checks.check_optional_bias(OP, bias, weight.shape[0])
 
 
 @_checks.quiet_checks

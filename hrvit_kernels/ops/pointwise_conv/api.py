@@ -19,9 +19,7 @@ def _check_inputs(x, weight, bias) -> None:
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"{OP}: argument 'weight' must hold (out_channels, {x.shape[1]}) values "
                          f"(x has {x.shape[1]} channels; any trailing 1 x 1), got {got}")
-    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (weight.shape[0],)):
-        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise ValueError(f"{OP}: argument 'bias' must have shape ({weight.shape[0]},) or be None, got {got}")
+    _checks.check_optional_bias(OP, bias, weight.shape[0])
 
 
 @_checks.quiet_checks
