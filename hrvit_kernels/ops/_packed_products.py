@@ -1,9 +1,10 @@
 """Matrix products with a weight packed once in oneDNN's blocked layout, for inference products of few tokens
 (the linear op, HLG's conv blocks).
 
-PyTorch's CPU product (MKL's sgemm here) lays the weight out anew on every call and, on the 2-core AVX-512
-development machine, ran HLG's products of 49-196 tokens at 57-85 G multiply-adds/s; oneDNN with a weight
-packed once ran them at 103-112 (``benchmarks/README.md``). A packed copy is kept per weight while the weight is
+PyTorch's CPU product (MKL's sgemm here) lays the weight out anew on every call. Inside HLG's forward, where
+every weight comes from memory once, packing made the MLPs of 49-196 tokens 1.1-1.3x faster on the 2-core
+AVX-512 development machine; with the weight in cache (``benchmarks/packed_products.py``) the packed product
+is 1.2-1.3x faster at 49 rows and level at 196 (``benchmarks/README.md``). A packed copy is kept per weight while the weight is
 unchanged and goes with the weight. Only weights that are parameters, or views of one, are packed: a temporary
 weight would be packed on every call.
 """
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-# oneDNN's call costs about 25 us: below this many multiply-adds PyTorch's own product is faster. Above this
+# oneDNN's call costs 15-25 us more: below this many multiply-adds PyTorch's own product is faster. Above this
 # many rows the BLAS keeps up (HLG's blocks at 224 in turns: 49-196 rows 1.1-1.4x faster packed, 784 level,
 # 3136 slower).
 MIN_MULTIPLY_ADDS = 8_000_000
