@@ -2,7 +2,7 @@
 inference products of few tokens) against F.linear: odd sizes, strided rows, weights that are views of a
 parameter; the packed copy follows in-place changes and swapped data; what is not packed. The linear op (3-D
 input; gradients, autocast, counting, compilation and the reference backend get F.linear; bad input named) and
-the HLG MLP's op take that path. And the kept values of modules/_kept.py (an eval BatchNorm's affine)."""
+the HLG MLP's op take that path. And the kept values of ops/_kept.py (an eval BatchNorm's affine)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hrvit_kernels as hk
 from hrvit_kernels.modules.batchnorm import eval_affine
-from hrvit_kernels.ops import _packed_products as packed
+from hrvit_kernels.ops import _kept, _packed_products as packed
 from hrvit_kernels.testing import FP32_SUMMED_TOL, assert_as_accurate_as_reference, randn
 
 needs_packing = pytest.mark.skipif(not packed.supported() or not hk.HAS_EXT,
@@ -21,7 +21,7 @@ _FP32 = dict(atol=FP32_SUMMED_TOL[0], rtol=FP32_SUMMED_TOL[1])
 
 def _packs_of(weight: torch.Tensor) -> int:
     base = weight if weight._base is None else weight._base
-    return len(packed._kept.get(base, {}))
+    return len(_kept._kept.get(base, {}))
 
 
 # (rows, in_features, out_features): odd counts (no multiple of a vector or a register tile), few rows with

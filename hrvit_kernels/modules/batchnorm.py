@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hrvit_kernels.modules._kept import kept
+from hrvit_kernels.ops._kept import kept
 from hrvit_kernels.ops import conv_affine_act
 from hrvit_kernels.ops.hlg_conv_blocks.reference import ACTIVATIONS
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrvit_kernels.modules._kept import kept
+from hrvit_kernels.ops._kept import kept
 from hrvit_kernels.modules.batchnorm import conv_bn_act, eval_affine, fused_inference
 from hrvit_kernels.ops import spatial_smoothing
 from hrvit_kernels.ops.hlg_attention.checks import WINDOW

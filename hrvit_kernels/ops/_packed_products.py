@@ -4,9 +4,9 @@
 PyTorch's CPU product (MKL's sgemm here) lays the weight out anew on every call. Inside HLG's forward, where
 every weight comes from memory once, packing made the MLPs of 49-196 tokens 1.1-1.3x faster on the 2-core
 AVX-512 development machine; with the weight in cache (``benchmarks/packed_products.py``) the packed product
-is 1.2-1.3x faster at 49 rows and level at 196 (``benchmarks/README.md``). A packed copy is kept per weight while the weight is
-unchanged and goes with the weight. Only weights that are parameters, or views of one, are packed: a temporary
-weight would be packed on every call.
+is 1.2-1.3x faster at 49 rows and level at 196 (``benchmarks/README.md``). A packed copy is kept per weight
+while the weight is unchanged and goes with the weight (``ops/_kept.py``). Only weights that are parameters,
+or views of one, are packed: a temporary weight would be packed on every call.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import platform
 
 import torch
 from torch import nn
-from torch.utils.weak import WeakIdKeyDictionary
+
+from hrvit_kernels.ops._kept import kept
 
 # oneDNN's call costs 15-25 us more: below this many multiply-adds PyTorch's own product is faster. Above this
 # many rows the BLAS keeps up (HLG's blocks at 224 in turns: 49-196 rows 1.1-1.4x faster packed, 784 level,
@@ -24,9 +25,6 @@ MIN_MULTIPLY_ADDS = 8_000_000
 MAX_ROWS = 512
 # Measured on x86-64 only; oneDNN's speed on other CPUs is unknown here.
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
-
-# {parameter: {(offset, shape, strides): ((version, address), packed weight)}}
-_kept = WeakIdKeyDictionary()
 
 
 def supported() -> bool:
@@ -64,18 +62,10 @@ def applies(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
 
 def packed_weight(weight: torch.Tensor) -> torch.Tensor:
-    """The weight packed for oneDNN; kept while the weight is unchanged: the same version (in-place changes)
-    and address (module.to() and friends swap a parameter's data)."""
+    """The weight packed for oneDNN, kept while the weight (or the parameter it is a view of) is unchanged."""
     base = _base(weight)
-    key = (weight.storage_offset(), tuple(weight.shape), weight.stride())
-    packs = _kept.setdefault(base, {})
-    state = (base._version, weight.data_ptr())
-    kept = packs.get(key)
-    if kept is None or kept[0] != state:
-        with torch.no_grad():
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 1)
-        packs[key] = kept = (state, packed)
-    return kept[1]
+    return kept(base, ("packed", weight.storage_offset(), tuple(weight.shape), weight.stride()), (base,),
+                lambda: torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 1))
 
 
 def linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

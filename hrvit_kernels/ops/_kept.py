@@ -1,26 +1,25 @@
-"""Values derived from a module's parameters (an eval BatchNorm's affine, a position-bias table), kept between
-inference calls while those parameters are unchanged: recomputing them on every call cost 3-15% of an HLG
-forward at 224 x 224."""
+"""Values derived from parameters (an eval BatchNorm's affine, a position-bias table, a weight packed for
+oneDNN), kept between inference calls while those parameters are unchanged: recomputing them on every call
+cost 3-15% of an HLG forward at 224 x 224."""
 from __future__ import annotations
 
 import weakref
 from typing import Callable, Hashable, Sequence
 
 import torch
-from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 from hrvit_kernels.ops._dispatch import nothing_records_calls
 
-# {module: {key: (weak references to the tensors, their states, value)}}; entries go with their modules.
+# {owner: {key: (weak references to the tensors, their states, value)}}; entries go with their owners.
 _kept = WeakIdKeyDictionary()
 
 
-def kept(owner: nn.Module, key: Hashable, tensors: Sequence[torch.Tensor], compute: Callable[[], object],
+def kept(owner: object, key: Hashable, tensors: Sequence[torch.Tensor], compute: Callable[[], object],
          limit: int = 8) -> object:
-    """``compute()``, kept for ``owner`` under ``key`` while ``tensors`` (what it is computed from) are the same
-    tensors with the same data, unmodified (their version counters say so). At most ``limit`` keys per owner
-    (the oldest goes)."""
+    """``compute()``, kept for ``owner`` (a module or a parameter: anything weakly referenced) under ``key``
+    while ``tensors`` (what it is computed from) are the same tensors with the same data, unmodified (their
+    version counters say so). At most ``limit`` keys per owner (the oldest goes)."""
     # Where something records the call (a gradient, a trace, compilation, a dispatch mode such as an operation
     # counter or fake tensors), it must see the whole computation.
     if not nothing_records_calls():
